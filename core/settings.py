@@ -1,0 +1,53 @@
+"""Service settings, read from ``ESEAL_*`` environment variables (and an optional ``.env``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ESEAL_", env_file=".env", extra="ignore")
+
+    var_dir: Path = Field(default=Path("var"), description="Embedded data directory (SQLite, blobs).")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite at <var_dir>/eseal.db."
+    )
+    keystore: str = Field(default="soft", description="Key store backend: soft | pkcs11.")
+    keystore_passphrase: str | None = Field(
+        default=None, description="Passphrase of the soft key store (key-encryption key via scrypt)."
+    )
+    keystore_passphrase_file: Path | None = Field(
+        default=None, description="File holding the soft key store passphrase (first line)."
+    )
+    pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
+    pkcs11_token_label: str = "eseal"
+    pkcs11_pin: str | None = None
+    # SM2 on PKCS#11 is vendor-defined; see hsm_adapters/pkcs11.py for the defaults' meaning.
+    pkcs11_sm2_key_type: int | None = None
+    pkcs11_sm2_mechanism: int | None = None
+    region_code: str = Field(default="110000", description="Administrative region code of this deployment.")
+    region_name: str = Field(default="演示地区 Demo Region")
+    public_base_url: str = "http://127.0.0.1:8000"
+    max_upload_bytes: int = 100 * 1024 * 1024
+    audit_head_sign_every: int = Field(default=100, description="Sign the audit chain head every N entries.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'eseal.db').as_posix()}"
+
+    def resolved_passphrase(self) -> str | None:
+        if self.keystore_passphrase is not None:
+            return self.keystore_passphrase
+        if self.keystore_passphrase_file is not None:
+            return self.keystore_passphrase_file.read_text(encoding="utf-8").splitlines()[0]
+        return None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
