@@ -29,11 +29,17 @@ class Settings(BaseSettings):
     # SM2 on PKCS#11 is vendor-defined; see hsm_adapters/pkcs11.py for the defaults' meaning.
     pkcs11_sm2_key_type: int | None = None
     pkcs11_sm2_mechanism: int | None = None
+    pkcs11_sm2_keygen_mechanism: int | None = None
+    pkcs11_sm2_signs_message: bool = Field(
+        default=False, description="True when the vendor SM2 mechanism hashes (Z and SM3) inside the token."
+    )
     region_code: str = Field(default="110000", description="Administrative region code of this deployment.")
     region_name: str = Field(default="演示地区 Demo Region")
     public_base_url: str = "http://127.0.0.1:8000"
     max_upload_bytes: int = 100 * 1024 * 1024
-    audit_head_sign_every: int = Field(default=100, description="Sign the audit chain head every N entries.")
+    audit_head_sign_interval_s: float = Field(
+        default=60.0, description="Seconds between signatures of the audit chain head by the service key."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

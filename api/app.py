@@ -1,0 +1,53 @@
+"""The FastAPI application. Thin: every route calls a service function of the domain packages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from core.settings import Settings, get_settings
+
+from . import audit_signing, metrics, problems
+from .context import ServiceContext, open_context
+from .routes import audit, pki, system, tokens
+
+DESCRIPTION = """
+eseal — 电子印章与电子证照可信服务 / trust service for electronic seals and electronic licences
+(SM2 / SM3 / SM4).
+
+认证：`Authorization: Bearer es_…`（首次启动时打印一次性管理员令牌）。
+Authentication: `Authorization: Bearer es_…` (the first start prints a one-time admin token).
+
+错误均以 RFC 9457 `application/problem+json` 返回，`code` 字段稳定。
+Errors are RFC 9457 `application/problem+json` with a stable `code` member.
+"""
+
+
+def create_app(settings: Settings | None = None, *, context: ServiceContext | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    ctx = context or open_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        signer_task = asyncio.create_task(
+            audit_signing.run_periodically(ctx, settings.audit_head_sign_interval_s)
+        )
+        try:
+            yield
+        finally:
+            signer_task.cancel()
+            if context is None:
+                ctx.close()
+
+    app = FastAPI(title="eseal", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.ctx = ctx
+    problems.install(app)
+    metrics.install(app)
+    app.include_router(system.router)
+    app.include_router(tokens.router)
+    app.include_router(audit.router)
+    app.include_router(pki.router)
+    return app

@@ -1,0 +1,41 @@
+"""Demo data for the embedded defaults (`make serve`): one department with a signing certificate."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import transaction
+from hsm_adapters.keystore import KeyStore
+
+from .departments import create_department
+from .models import Department, PkiCertificate
+from .pki import issue_department_certificate
+from .uscc import check_character
+
+DEMO_NAME = "演示市市场监督管理局"
+DEMO_USCC_17 = "11110000MB0000001"
+DEMO_USCC = DEMO_USCC_17 + check_character(DEMO_USCC_17)
+
+
+class Printer(Protocol):
+    def print(self, *objects: object) -> None: ...
+
+
+def ensure_demo_data(
+    sessions: sessionmaker[Session], keystore: KeyStore, *, actor: str, console: Printer
+) -> Department:
+    """Idempotent. Separate transactions, because a new key must be made before a transaction writes."""
+    with transaction(sessions) as s:
+        dept = s.scalar(select(Department).where(Department.uscc == DEMO_USCC))
+        if dept is None:
+            dept = create_department(s, name=DEMO_NAME, uscc=DEMO_USCC, region_code="110000", actor=actor)
+            console.print(f"演示部门 demo department: {dept.name} ({dept.id})")
+    with transaction(sessions) as s:
+        has_cert = s.scalar(select(PkiCertificate.id).where(PkiCertificate.department_id == dept.id).limit(1))
+        if has_cert is None:
+            row = issue_department_certificate(s, keystore, dept, actor=actor)
+            console.print(f"演示部门证书 demo department certificate: {row.subject}")
+    return dept
