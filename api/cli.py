@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from core.errors import EsealError
@@ -38,7 +39,8 @@ T = TypeVar("T")
 
 
 def fail(exc: EsealError) -> typer.Exit:
-    err.print(f"[red]错误 error[/red] [{exc.code}] {exc.message_zh} / {exc.message_en}")
+    message = escape(f"({exc.code}) {exc.message_zh} / {exc.message_en}")
+    err.print(f"[red]错误 error[/red] {message}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -243,10 +245,15 @@ def keys_list() -> None:
 @handle_errors
 def keys_generate(label: str, algorithm: str = "sm2") -> None:
     """生成密钥 / generate a key (sm2 | ec-p256 | rsa-3072)."""
+    from core.errors import InvalidInput
     from hsm_adapters.keystore import KeyAlgorithm
 
+    try:
+        alg = KeyAlgorithm(algorithm.strip().upper().replace("-", "_"))
+    except ValueError:
+        raise InvalidInput(f"未知算法 {algorithm!r}", f"Unknown algorithm {algorithm!r}") from None
     with service() as ctx:
-        info = ctx.keystore.generate(KeyAlgorithm(algorithm), label)
+        info = ctx.keystore.generate(alg, label)
         out.print(f"{info.id}  {info.label}  {info.algorithm.value}")
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from core.errors import PermissionDenied
+from core.errors import PermissionDenied, Unauthenticated
 from core.tokens import ANONYMOUS, Principal, Role, authenticate
 
 from .context import ServiceContext
@@ -37,6 +37,8 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
 
     def _check(principal: Principal = Depends(current_principal)) -> Principal:  # noqa: B008
         if principal.role not in allowed:
+            if principal.token_id is None:
+                raise Unauthenticated("需要令牌（Authorization: Bearer）", "A bearer token is required")
             names = ", ".join(sorted(r.value for r in allowed))
             raise PermissionDenied(f"需要以下角色之一：{names}", f"Requires one of the roles: {names}")
         return principal

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from core.db import transaction
 from core.tokens import Principal, Role
 from seal_registry import departments, pki
+from seal_registry.models import PkiCertificate
 
 from ..context import ServiceContext
 from ..security import get_context, require_roles
@@ -33,7 +34,7 @@ class CertificateOut(BaseModel):
     revocation_reason: str | None
 
 
-def _cert_out(r: pki.PkiCertificate) -> CertificateOut:
+def _cert_out(r: PkiCertificate) -> CertificateOut:
     return CertificateOut(
         id=r.id,
         role=r.role,

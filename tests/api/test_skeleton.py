@@ -48,7 +48,7 @@ def test_problem_json_for_unknown_route_and_bad_token(live_server: LiveServer) -
 def test_roles_are_enforced(live_server: LiveServer) -> None:
     with live_server.client() as anonymous:
         r = anonymous.get("/v1/tokens")
-        assert r.status_code == 403 and r.json()["code"] == "permission_denied"
+        assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
     auditor = live_server.token(Role.AUDITOR)
     with live_server.client(auditor) as c:
         assert c.get("/v1/tokens").status_code == 403
