@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import pem
+from asn1crypto import x509 as asn1_x509
 
 from core.errors import CertificateError, InvalidInput, MalformedData
 
@@ -83,8 +84,9 @@ class CertificateRevocationList:
         return sm3.sm3(self.der)
 
     @property
-    def issuer_name(self) -> Any:
-        return self.asn1["tbs_cert_list"]["issuer"]
+    def issuer_name(self) -> asn1_x509.Name:
+        name: asn1_x509.Name = self.asn1["tbs_cert_list"]["issuer"]
+        return name
 
     def lookup(self, serial: int) -> RevokedCertificate | None:
         """The revocation entry for ``serial``, or None if this CRL does not list it."""

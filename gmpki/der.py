@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from asn1crypto import core, pem
 
@@ -144,10 +144,3 @@ def pem_blocks(
     if not out:
         raise MalformedData(f"{what_zh}中没有 PEM 块", f"No PEM block in {what_en}")
     return out
-
-
-def native_or_none(value: Any) -> Any:
-    """``value.native`` for a present optional field, None for an absent one (asn1crypto Void)."""
-    if isinstance(value, core.Void):
-        return None
-    return value.native

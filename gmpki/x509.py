@@ -1,9 +1,10 @@
 """SM2 X.509 certificates: parse into a small typed view, verify, build and sign.
 
 Only SM2 certificates are handled: the subject key must be an SM2 point (id-ecPublicKey with the
-SM2 curve OID, or the bare SM2 algorithm OID some CAs use) and the signature SM2-with-SM3
-(1.2.156.10197.1.501). Signatures are checked over the tbsCertificate bytes exactly as read, with
-the SM2 Z pre-hash over the default ID, which is what GM/T 0015 prescribes for certificates.
+SM2 named curve, uncompressed or compressed) and the signature SM2-with-SM3 (1.2.156.10197.1.501;
+the SM2-1 OID 1.2.156.10197.1.301.1, which some issuers put there, is read as the same).
+Signatures are checked over the tbsCertificate bytes exactly as read, with the SM2 Z pre-hash
+over the default ID, which is what GM/T 0015 prescribes for certificates.
 """
 
 from __future__ import annotations

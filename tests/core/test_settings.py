@@ -25,17 +25,17 @@ def test_defaults_to_sqlite_under_var() -> None:
     assert s.var_dir == Path("var")
     assert s.database_url is None
     assert s.resolved_database_url() == "sqlite:///var/eseal.db"
-    assert s.keystore == "soft" and s.audit_head_sign_every == 100
+    assert s.keystore == "soft" and s.audit_head_sign_interval_s == 60.0
 
 
 def test_reads_eseal_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ESEAL_DATABASE_URL", "postgresql+psycopg://u@db/eseal")
-    monkeypatch.setenv("ESEAL_AUDIT_HEAD_SIGN_EVERY", "7")
+    monkeypatch.setenv("ESEAL_AUDIT_HEAD_SIGN_INTERVAL_S", "7")
     monkeypatch.setenv("ESEAL_REGION_CODE", "310000")
     monkeypatch.setenv("ESEAL_KEYSTORE_PASSPHRASE", "s3cret")
     s = Settings()
     assert s.resolved_database_url() == "postgresql+psycopg://u@db/eseal"
-    assert (s.audit_head_sign_every, s.region_code, s.resolved_passphrase()) == (7, "310000", "s3cret")
+    assert (s.audit_head_sign_interval_s, s.region_code, s.resolved_passphrase()) == (7, "310000", "s3cret")
 
 
 def test_var_dir_moves_the_default_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def pki() -> Pki:
     )
 
 
-def _openssl_path() -> str | None:
+def openssl_path() -> str | None:
     path = shutil.which("openssl")
     if path is None:
         return None
@@ -111,7 +111,7 @@ def _openssl_path() -> str | None:
 
 @pytest.fixture(scope="session")
 def openssl() -> str:
-    path = _openssl_path()
+    path = openssl_path()
     require_or_skip(path is not None, "OpenSSL 3 command line tool not found")
     assert path is not None
     return path

@@ -16,7 +16,7 @@ from tests.gmpki.conftest import Pki, new_party_key
 def test_root_profile(pki: Pki) -> None:
     root = pki.root.cert
     assert root.is_ca and root.path_length is None
-    assert root.key_usage == {"key_cert_sign", "crl_sign"}
+    assert root.key_usage == frozenset({"key_cert_sign", "crl_sign"})
     assert root.critical_extensions == {"2.5.29.19", "2.5.29.15"}
     assert root.is_self_issued and root.verify_signature(root.public_key)
     assert root.subject_key_id == root.authority_key_id
@@ -27,7 +27,7 @@ def test_root_profile(pki: Pki) -> None:
 def test_subordinate_profile(pki: Pki) -> None:
     sub = pki.sub.cert
     assert sub.is_ca and sub.path_length == 0
-    assert sub.key_usage == {"key_cert_sign", "crl_sign"}
+    assert sub.key_usage == frozenset({"key_cert_sign", "crl_sign"})
     assert sub.authority_key_id == pki.root.cert.subject_key_id
     assert sub.verify_signature(pki.root.key.public_key)
 
@@ -36,14 +36,14 @@ def test_subordinate_profile(pki: Pki) -> None:
 def test_signing_profiles(pki: Pki, who: str) -> None:
     cert = getattr(pki, who).cert
     assert not cert.is_ca
-    assert cert.key_usage == {"digital_signature", "non_repudiation"}
+    assert cert.key_usage == frozenset({"digital_signature", "non_repudiation"})
     assert cert.extended_key_usage is None
     assert cert.verify_signature(pki.sub.key.public_key)
 
 
 def test_tsa_profile(pki: Pki) -> None:
     cert = pki.tsa.cert
-    assert cert.extended_key_usage == {"time_stamping"}
+    assert cert.extended_key_usage == frozenset({"time_stamping"})
     assert oids.EKU_TIME_STAMPING not in cert.unhandled_critical_extensions
     assert "2.5.29.37" in cert.critical_extensions  # RFC 3161 2.3: critical, and the only purpose
     assert not cert.is_ca

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import keys
@@ -12,20 +13,20 @@ from asn1crypto import x509 as asn1_x509
 from core.errors import CertificateError, InvalidInput
 from gmpki import ca, sm2
 from gmpki.crl import RevokedCertificate, build_crl, load_crl_der
-from gmpki.path_validation import PathValidationError, validate_path
+from gmpki.path_validation import PathValidationError, ValidatedPath, validate_path
 from gmpki.pkcs12 import load_pkcs12
 from gmpki.x509 import Certificate, build_name, sm2_spki
 from tests.gmpki.conftest import Pki, forge_certificate, new_party_key, replace_extension
 
 
-def _validate(pki: Pki, leaf: Certificate, **kw: object) -> object:
-    args: dict[str, object] = {
+def _validate(pki: Pki, leaf: Certificate, **kw: Any) -> ValidatedPath:
+    args: dict[str, Any] = {
         "trust_anchors": [pki.root.cert],
         "intermediates": [pki.sub.cert],
         "at": pki.now,
     }
     args.update(kw)
-    return validate_path(leaf, **args)  # type: ignore[arg-type]
+    return validate_path(leaf, **args)
 
 
 def _fails(
@@ -57,7 +58,7 @@ def test_good_chains(pki: Pki) -> None:
         assert path.end_entity == party.cert and path.trust_anchor == pki.root.cert
         assert path.revocation_checked == (False, False)
     tsa = _validate(pki, pki.tsa.cert, required_extended_key_usage={"time_stamping"})
-    assert tsa is not None
+    assert tsa.end_entity == pki.tsa.cert
     # the anchor itself, and an intermediate that is also configured as an anchor
     assert validate_path(pki.root.cert, trust_anchors=[pki.root.cert], at=pki.now).certificates == (
         pki.root.cert,
@@ -171,10 +172,10 @@ def test_revoked_via_crl(pki: Pki) -> None:
     assert "key_compromise" in err.message_en
     # the maker is not on the CRL: passes, and both links count as checked
     path = _validate(pki, pki.maker.cert, crls=[crl, root_crl], require_revocation_check=True)
-    assert path.revocation_checked == (True, True)  # type: ignore[attr-defined]
+    assert path.revocation_checked == (True, True)
     # validation at a time before the revocation: still good (e.g. a signature made back then)
     before = _validate(pki, leaf, crls=[crl, root_crl], at=revoked_at - timedelta(minutes=1))
-    assert before.revocation_checked == (True, True)  # type: ignore[attr-defined]
+    assert before.revocation_checked == (True, True)
 
 
 def test_crl_problems(pki: Pki) -> None:

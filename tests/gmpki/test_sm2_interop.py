@@ -57,7 +57,7 @@ def test_our_signature_verifies_under_openssl(openssl: str, tmp_path: Path) -> N
     (tmp_path / "pub.pem").write_bytes(_public_pem(key.public_key))
     (tmp_path / "msg").write_bytes(msg)
     (tmp_path / "sig.der").write_bytes(sm2.sign(key, msg))
-    args = ["-pubin", "-inkey", tmp_path / "pub.pem", "-rawin", "-in", tmp_path / "msg"]
+    args: list[str | Path] = ["-pubin", "-inkey", tmp_path / "pub.pem", "-rawin", "-in", tmp_path / "msg"]
     ok = run_openssl(
         openssl,
         "pkeyutl",

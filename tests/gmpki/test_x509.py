@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import keys
@@ -38,7 +39,7 @@ def test_typed_view_of_a_department_certificate(pki: Pki) -> None:
     assert cert.common_name == "某市市场监督管理局"
     assert cert.issuer == pki.sub.cert.subject
     assert cert.public_key == pki.department.key.public_key
-    assert cert.key_usage == {"digital_signature", "non_repudiation"}
+    assert cert.key_usage == frozenset({"digital_signature", "non_repudiation"})
     assert cert.extended_key_usage is None
     assert cert.is_ca is False and cert.path_length is None
     assert cert.subject_key_id == key_identifier(pki.department.key.public_key)
@@ -151,7 +152,7 @@ def test_builder_checks_what_the_signer_returns(mode: str) -> None:
 def test_builder_refuses_inconsistent_requests(pki: Pki) -> None:
     key, signer = new_party_key()
     now = pki.now
-    base = {
+    base: dict[str, Any] = {
         "subject": build_name("x"),
         "subject_public_key": key.public_key,
         "serial": 5,
@@ -160,17 +161,18 @@ def test_builder_refuses_inconsistent_requests(pki: Pki) -> None:
         "key_usage": {"digital_signature"},
     }
     with pytest.raises(InvalidInput):  # self-signed by another key
-        build_certificate(signer=pki.root.signer, issuer=None, **base)  # type: ignore[arg-type]
+        build_certificate(signer=pki.root.signer, issuer=None, **base)
     with pytest.raises(InvalidInput):  # signer is not the issuer's key
-        build_certificate(signer=signer, issuer=pki.sub.cert, **base)  # type: ignore[arg-type]
+        build_certificate(signer=signer, issuer=pki.sub.cert, **base)
     with pytest.raises(InvalidInput):  # issuer is an end entity
-        build_certificate(signer=pki.maker.signer, issuer=pki.maker.cert, **base)  # type: ignore[arg-type]
+        build_certificate(signer=pki.maker.signer, issuer=pki.maker.cert, **base)
     with pytest.raises(InvalidInput):  # outlives the issuer
         build_certificate(
             signer=pki.sub.signer,
             issuer=pki.sub.cert,
             **{**base, "not_after": pki.sub.cert.not_after + timedelta(days=1)},
-        )  # type: ignore[arg-type]
+        )
+    bad: dict[str, Any]
     for bad in (
         {"serial": 0},
         {"serial": -3},
@@ -182,9 +184,9 @@ def test_builder_refuses_inconsistent_requests(pki: Pki) -> None:
         {"not_before": datetime(2030, 1, 1)},
     ):  # a naive time is the point
         with pytest.raises(InvalidInput):
-            build_certificate(signer=signer, issuer=None, **{**base, **bad})  # type: ignore[arg-type]
+            build_certificate(signer=signer, issuer=None, **{**base, **bad})
     with pytest.raises(InvalidInput):  # a CA without keyCertSign
-        build_certificate(signer=signer, issuer=None, is_ca=True, **base)  # type: ignore[arg-type]
+        build_certificate(signer=signer, issuer=None, is_ca=True, **base)
 
 
 # --- structural checks on parse ---------------------------------------------------------------------

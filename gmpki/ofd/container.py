@@ -1,0 +1,433 @@
+"""A read-only OFD package (a ZIP archive) with limits against hostile archives, and a small writer.
+
+Reference: ``../shared/spec/seal-formats.md`` §5.1 (package layout, ST_Loc path rules).
+
+Nothing here trusts the sizes an archive declares. They are used only to reject obvious bombs
+early; every byte actually inflated is counted against the per-entry size, the compression ratio
+and the package-wide budget while it is being read, so a lying header cannot make the reader
+allocate more than the limits allow. Entry names are checked once, when the package is opened:
+``..`` segments, absolute and drive paths, backslashes, NUL bytes and duplicates are refused, so
+every later lookup is an exact match on a clean, slash-separated name without a leading slash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import posixpath
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from core.errors import InputTooLarge, MalformedData
+
+from .. import sm3 as _sm3
+
+MIB: Final = 1024 * 1024
+_CHUNK: Final = 64 * 1024
+_CACHE_LIMIT: Final = 4 * MIB  # entries up to this size stay in memory once read
+_SUPPORTED_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_FLAG_ENCRYPTED: Final = 0x1
+_FLAG_UTF8: Final = 0x800
+
+# What zipfile and zlib raise on damaged or hostile archives.
+_ZIP_ERRORS: Final = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    OverflowError,
+    KeyError,
+    UnicodeError,
+)
+
+DIGEST_ALGORITHMS: Final = frozenset({"sm3", "sha256"})
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    """Bounds on what reading one package may cost.
+
+    ``max_ratio`` applies to an entry once it has inflated past ``ratio_floor`` bytes: small
+    entries (XML full of repeated markup) legitimately compress far better than large ones.
+    """
+
+    max_entries: int = 10_000
+    max_total_size: int = 512 * MIB
+    max_entry_size: int | None = None  # None: only max_total_size applies
+    max_ratio: int = 200
+    ratio_floor: int = 1 * MIB
+    max_input_size: int = 1024 * MIB
+
+    @property
+    def entry_limit(self) -> int:
+        return self.max_total_size if self.max_entry_size is None else self.max_entry_size
+
+
+# --- names -------------------------------------------------------------------------------------------
+def _check_segments(name: str, original: str) -> str:
+    if not name:
+        raise MalformedData("包内路径为空", "empty path in the package", name=original)
+    if "\\" in name:
+        raise MalformedData(f"包内路径含反斜杠：{original!r}", f"backslash in package path {original!r}")
+    if "\x00" in name:
+        raise MalformedData(f"包内路径含 NUL 字符：{original!r}", f"NUL byte in package path {original!r}")
+    if _DRIVE.match(name):
+        raise MalformedData(f"包内路径为盘符路径：{original!r}", f"drive path in package: {original!r}")
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            raise MalformedData(
+                f"包内路径含非法段（空、. 或 ..）：{original!r}",
+                f"package path has an empty, '.' or '..' segment: {original!r}",
+            )
+    return name
+
+
+def check_entry_name(name: str) -> str:
+    """Validate a ZIP entry name as stored (file entries; a trailing ``/`` marks a directory).
+
+    Absolute names are refused rather than silently re-rooted: no conforming producer writes them,
+    and two spellings of one path would defeat the duplicate check.
+    """
+    if name.startswith("/"):
+        raise MalformedData(f"压缩包条目为绝对路径：{name!r}", f"absolute ZIP entry name {name!r}")
+    body = name[:-1] if name.endswith("/") else name
+    _check_segments(body, name)
+    return name
+
+
+def resolve_loc(loc: str, base: str | None = None) -> str:
+    """Resolve an OFD ST_Loc to a package entry name (no leading slash).
+
+    ``/x`` is absolute from the package root; anything else is relative to the directory of
+    ``base``, the package path of the XML file that contains the value. ``.`` and ``..`` are
+    resolved; climbing above the package root is an error (MalformedData).
+    """
+    text = loc.strip()
+    if not text:
+        raise MalformedData("路径（ST_Loc）为空", "empty ST_Loc path")
+    if "\\" in text or "\x00" in text or _DRIVE.match(text) or "://" in text:
+        raise MalformedData(f"路径（ST_Loc）非法：{loc!r}", f"invalid ST_Loc path {loc!r}")
+    if text.startswith("/"):
+        parts: list[str] = []
+        rest = text.lstrip("/")
+    else:
+        parts = [p for p in posixpath.dirname(base or "").split("/") if p]
+        rest = text
+    for segment in rest.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not parts:
+                raise MalformedData(
+                    f"路径（ST_Loc）越出包根目录：{loc!r}", f"ST_Loc path escapes the package root: {loc!r}"
+                )
+            parts.pop()
+            continue
+        parts.append(segment)
+    if not parts:
+        raise MalformedData(f"路径（ST_Loc）未指向文件：{loc!r}", f"ST_Loc path names no file: {loc!r}")
+    return "/".join(parts)
+
+
+def _decoded_name(info: zipfile.ZipInfo) -> str:
+    """The entry name as the producer meant it.
+
+    zipfile decodes names without the UTF-8 flag as CP437; Chinese producers write UTF-8 or GBK
+    there, so a name like ``附件.xml`` would never match the FileRef that points to it.
+    """
+    name = info.orig_filename
+    if info.flag_bits & _FLAG_UTF8 or name.isascii():
+        return name
+    try:
+        raw = name.encode("cp437")
+    except UnicodeEncodeError:
+        return name
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return name
+
+
+def _declared_entry_count(data: bytes) -> int | None:
+    """Entry count from the end-of-central-directory record, read before zipfile builds its index."""
+    pos = data.rfind(b"PK\x05\x06", max(0, len(data) - (0xFFFF + 22)))
+    if pos < 0 or pos + 22 > len(data):
+        return None
+    count = int.from_bytes(data[pos + 10 : pos + 12], "little")
+    if count == 0xFFFF and pos >= 20 and data[pos - 20 : pos - 16] == b"PK\x06\x07":
+        offset = int.from_bytes(data[pos - 12 : pos - 4], "little")
+        if offset + 40 <= len(data) and data[offset : offset + 4] == b"PK\x06\x06":
+            count = int.from_bytes(data[offset + 32 : offset + 40], "little")
+    return count
+
+
+def is_zip(data: bytes) -> bool:
+    """Whether ``data`` looks like a ZIP archive (local header or an empty archive's end record)."""
+    return data[:4] in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+# --- the package ----------------------------------------------------------------------------------------
+class OfdPackage:
+    """Read-only view of an OFD package held in memory.
+
+    Raises MalformedData when ``data`` is not a readable ZIP or an entry name is unsafe, and
+    InputTooLarge when a limit is exceeded (now or later, while an entry is being read).
+    """
+
+    def __init__(self, data: bytes, *, limits: ContainerLimits | None = None) -> None:
+        self.limits = limits or ContainerLimits()
+        data = bytes(data)
+        if len(data) > self.limits.max_input_size:
+            raise InputTooLarge(
+                f"OFD 文件过大（{len(data)} 字节，上限 {self.limits.max_input_size}）",
+                f"OFD file too large ({len(data)} bytes, limit {self.limits.max_input_size})",
+            )
+        if not is_zip(data):
+            raise MalformedData(
+                "不是 ZIP 压缩包（OFD 文件应为 ZIP 格式）", "not a ZIP archive (an OFD is a ZIP)"
+            )
+        declared = _declared_entry_count(data)
+        if declared is not None and declared > self.limits.max_entries:
+            raise self._too_many(declared)
+        try:
+            self._zip = zipfile.ZipFile(io.BytesIO(data))
+            infos = self._zip.infolist()
+        except _ZIP_ERRORS as exc:
+            raise MalformedData(
+                f"无法读取 ZIP 压缩包：{_brief(exc)}", f"cannot read the ZIP archive: {_brief(exc)}"
+            ) from exc
+        if len(infos) > self.limits.max_entries:
+            raise self._too_many(len(infos))
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+        self._directories: set[str] = set()
+        declared_total = 0
+        for info in infos:
+            name = check_entry_name(_decoded_name(info))
+            key = name.rstrip("/")
+            if key in self._infos or key in self._directories:
+                raise MalformedData(f"压缩包条目重复：{name}", f"duplicate ZIP entry {name}")
+            if info.flag_bits & _FLAG_ENCRYPTED:
+                raise MalformedData(f"压缩包条目已加密：{name}", f"encrypted ZIP entry {name}")
+            if name.endswith("/"):
+                self._directories.add(key)
+                continue
+            if info.compress_type not in _SUPPORTED_METHODS:
+                raise MalformedData(
+                    f"压缩包条目 {name} 使用不支持的压缩方法 {info.compress_type}",
+                    f"ZIP entry {name} uses unsupported compression method {info.compress_type}",
+                )
+            self._precheck(name, info)
+            declared_total += info.file_size
+            self._infos[name] = info
+        if declared_total > self.limits.max_total_size:
+            raise self._total_too_large(declared_total)
+        self._inflated: dict[str, int] = {}
+        self._cache: dict[str, bytes] = {}
+        self._digests: dict[tuple[str, str], bytes] = {}
+
+    # -- limits --
+    def _too_many(self, count: int) -> InputTooLarge:
+        return InputTooLarge(
+            f"压缩包条目过多（{count}，上限 {self.limits.max_entries}）",
+            f"too many ZIP entries ({count}, limit {self.limits.max_entries})",
+        )
+
+    def _total_too_large(self, total: int) -> InputTooLarge:
+        return InputTooLarge(
+            f"解压后总大小超出上限（{total} 字节，上限 {self.limits.max_total_size}）",
+            f"total uncompressed size exceeds the limit ({total} bytes, limit {self.limits.max_total_size})",
+        )
+
+    def _entry_too_large(self, name: str, size: int) -> InputTooLarge:
+        return InputTooLarge(
+            f"压缩包条目 {name} 解压后过大（{size} 字节，上限 {self.limits.entry_limit}）",
+            f"ZIP entry {name} inflates too far ({size} bytes, limit {self.limits.entry_limit})",
+        )
+
+    def _ratio_exceeded(self, name: str, size: int, compressed: int) -> InputTooLarge:
+        return InputTooLarge(
+            f"压缩包条目 {name} 压缩比过高（{size}/{compressed}，"
+            f"上限 {self.limits.max_ratio}），疑似压缩炸弹",
+            f"ZIP entry {name} has a compression ratio above {self.limits.max_ratio} "
+            f"({size}/{compressed}): a ZIP bomb?",
+        )
+
+    def _precheck(self, name: str, info: zipfile.ZipInfo) -> None:
+        if info.file_size > self.limits.entry_limit:
+            raise self._entry_too_large(name, info.file_size)
+        if info.file_size > self.limits.ratio_floor and info.file_size > self.limits.max_ratio * max(
+            info.compress_size, 1
+        ):
+            raise self._ratio_exceeded(name, info.file_size, info.compress_size)
+
+    def _charge(self, name: str, produced: int, compressed: int) -> None:
+        if produced > self.limits.entry_limit:
+            raise self._entry_too_large(name, produced)
+        if produced > self.limits.ratio_floor and produced > self.limits.max_ratio * max(compressed, 1):
+            raise self._ratio_exceeded(name, produced, compressed)
+        previous = self._inflated.get(name, 0)
+        if produced > previous:
+            # Each entry is charged once, by the most it ever inflated: re-reading is not an attack.
+            self._inflated[name] = produced
+            total = sum(self._inflated.values())
+            if total > self.limits.max_total_size:
+                raise self._total_too_large(total)
+
+    # -- lookups --
+    @property
+    def names(self) -> tuple[str, ...]:
+        """File entries (no directories), in archive order."""
+        return tuple(self._infos)
+
+    @property
+    def directories(self) -> frozenset[str]:
+        return frozenset(self._directories)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._infos
+
+    def size(self, name: str) -> int:
+        """Declared uncompressed size (informational only)."""
+        return self._info(name).file_size
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        info = self._infos.get(name)
+        if info is None:
+            raise MalformedData(
+                f"包内找不到文件：{name}", f"file not found in the package: {name}", name=name
+            )
+        return info
+
+    def chunks(self, name: str) -> Iterator[bytes]:
+        """The entry's bytes, inflated in bounded chunks and counted against every limit."""
+        info = self._info(name)
+        produced = 0
+        try:
+            with self._zip.open(info) as stream:
+                while True:
+                    block = stream.read(_CHUNK)
+                    if not block:
+                        break
+                    produced += len(block)
+                    self._charge(name, produced, info.compress_size)
+                    yield block
+        except _ZIP_ERRORS as exc:
+            raise MalformedData(
+                f"无法读取包内文件 {name}：{_brief(exc)}",
+                f"cannot read {name} from the package: {_brief(exc)}",
+            ) from exc
+
+    def read(self, name: str) -> bytes:
+        """The entry's raw bytes, exactly as stored (after inflation)."""
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        data = b"".join(self.chunks(name))
+        if len(data) <= _CACHE_LIMIT:
+            self._cache[name] = data
+        return data
+
+    def digest(self, name: str, algorithm: str = "sm3") -> bytes:
+        """Digest of the entry's raw bytes; large entries are hashed while streaming."""
+        algorithm = algorithm.lower()
+        if algorithm not in DIGEST_ALGORITHMS:
+            raise MalformedData(f"不支持的摘要算法 {algorithm}", f"unsupported digest algorithm {algorithm}")
+        key = (name, algorithm)
+        if key in self._digests:
+            return self._digests[key]
+        hasher: _sm3.Hasher = _sm3.new() if algorithm == "sm3" else hashlib.sha256()
+        cached = self._cache.get(name)
+        if cached is not None:
+            hasher.update(cached)
+        else:
+            for block in self.chunks(name):
+                hasher.update(block)
+        value = hasher.digest()
+        self._digests[key] = value
+        return value
+
+    def sm3(self, name: str) -> bytes:
+        return self.digest(name, "sm3")
+
+    def resolve(self, loc: str, base: str | None = None) -> str:
+        """:func:`resolve_loc`; the result need not exist in the package."""
+        return resolve_loc(loc, base)
+
+    # -- writing --
+    def rewrite(
+        self,
+        changes: Mapping[str, bytes | None],
+        *,
+        date_time: tuple[int, int, int, int, int, int] | None = None,
+    ) -> bytes:
+        """A new package: every entry copied with its original bytes, except ``changes``.
+
+        A name mapped to bytes replaces the entry (keeping its position) or is appended; a name
+        mapped to None is dropped. Directory entries are kept.
+        """
+        for name in changes:
+            check_entry_name(name)
+        items: list[tuple[str, bytes, tuple[int, int, int, int, int, int]]] = []
+        stamp = date_time or _now_stamp()
+        for info in self._zip.infolist():
+            name = _decoded_name(info)
+            if name.endswith("/"):
+                items.append((name, b"", info.date_time))
+            elif name in changes:
+                replacement = changes[name]
+                if replacement is not None:
+                    items.append((name, bytes(replacement), stamp))
+            else:
+                items.append((name, self.read(name), info.date_time))
+        present = {n for n, _, _ in items}
+        for name, value in changes.items():
+            if value is not None and name not in present:
+                items.append((name, bytes(value), stamp))
+        return _write(items)
+
+
+def _now_stamp() -> tuple[int, int, int, int, int, int]:
+    now = dt.datetime.now(dt.UTC)
+    return (now.year, now.month, now.day, now.hour, now.minute, now.second)
+
+
+def _write(items: Iterable[tuple[str, bytes, tuple[int, int, int, int, int, int]]]) -> bytes:
+    out = io.BytesIO()
+    seen: set[str] = set()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data, stamp in items:
+            check_entry_name(name)
+            if name in seen:
+                raise MalformedData(f"压缩包条目重复：{name}", f"duplicate ZIP entry {name}")
+            seen.add(name)
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_STORED if name.endswith("/") else zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return out.getvalue()
+
+
+def write_package(
+    entries: Iterable[tuple[str, bytes]], *, date_time: tuple[int, int, int, int, int, int] | None = None
+) -> bytes:
+    """A new OFD package (deflated ZIP) from ``(name, bytes)`` pairs, in the given order."""
+    stamp = date_time or _now_stamp()
+    return _write((name, bytes(data), stamp) for name, data in entries)
+
+
+def _brief(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:160]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
