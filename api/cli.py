@@ -335,5 +335,12 @@ def audit_sign_head() -> None:
     out.print(f"已签署 signed head at seq {seq}" if seq else "审计链为空 empty chain")
 
 
+# Imported last: the sub-apps use this module's console and service() helpers.
+from .cli_seal import department_app, seal_app  # noqa: E402
+
+app.add_typer(department_app, name="department")
+app.add_typer(seal_app, name="seal")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
