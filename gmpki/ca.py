@@ -191,8 +191,20 @@ def issue_service_certificate(
     not_before: datetime | None = None,
     validity: timedelta = END_ENTITY_VALIDITY,
 ) -> Certificate:
-    """The service's own signing key: audit chain heads, trust lists, status feeds."""
-    return _end_entity(issuer_signer, issuer, subject_public_key, subject, not_before, validity)
+    """The service's own signing key: audit chain heads, trust lists, status feeds.
+
+    EKU id-kp-OCSPSigning marks it as the region's status signer, so a verifier of a status snapshot
+    can tell it from a department certificate under the same root.
+    """
+    return _end_entity(
+        issuer_signer,
+        issuer,
+        subject_public_key,
+        subject,
+        not_before,
+        validity,
+        extended_key_usage=(oids.EKU_OCSP_SIGNING,),
+    )
 
 
 def import_ca_certificates(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> list[Certificate]:

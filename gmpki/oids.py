@@ -37,6 +37,9 @@ GM_KEY_AGREEMENT_INFO: Final = "1.2.156.10197.6.1.4.2.6"
 EC_PUBLIC_KEY: Final = "1.2.840.10045.2.1"
 ORGANIZATION_IDENTIFIER: Final = "2.5.4.97"  # X.520; carries the unified social credit code here
 EKU_TIME_STAMPING: Final = "1.3.6.1.5.5.7.3.8"
+# Seal-status snapshots and trust lists are signed status statements, the role OCSP responses play for
+# certificates, so the service certificate carries id-kp-OCSPSigning to set it apart from signers.
+EKU_OCSP_SIGNING: Final = "1.3.6.1.5.5.7.3.9"
 
 # asn1crypto names. Stable: other modules compare ``.native`` values against these.
 NAME_SM2_CURVE: Final = "sm2p256v1"

@@ -40,7 +40,7 @@ from core.errors import (
     NotFound,
     NotUsable,
 )
-from gmpki import sm2
+from gmpki import oids, sm2
 from gmpki.path_validation import validate_path
 from gmpki.x509 import Certificate, load_certificate_der
 from hsm_adapters.keystore import KeyStore
@@ -295,9 +295,9 @@ def verify_snapshot(
     certificate path to one of ``trust_anchors`` at ``at`` (default now), the payload's form, and
     (``check_freshness``) that ``at`` lies between ``issued_at`` and ``next_update``.
 
-    Any end-entity certificate under the anchors with digitalSignature passes the path check (the
-    region's department certificates too): give ``pinned_signers`` (SM3 fingerprints of the region's
-    service certificates) to accept only those.
+    The signer must chain to an anchor and carry EKU id-kp-OCSPSigning (the region's service
+    certificate does; department certificates do not). ``pinned_signers`` (SM3 fingerprints)
+    narrows it further to named service certificates.
 
     Raises :class:`InvalidSignature`, :class:`gmpki.path_validation.PathValidationError`,
     :class:`MalformedData` or :class:`NotUsable` (stale or future snapshot).
@@ -323,6 +323,12 @@ def verify_snapshot(
         intermediates=list(intermediates),
         required_key_usage=("digital_signature",),
     )
+    # Strict presence (an absent EKU means "any" in RFC 5280, which is what department certs have).
+    if not (cert.extended_key_usage or set()) & {"ocsp_signing", oids.EKU_OCSP_SIGNING}:
+        raise CertificateError(
+            f"快照签名证书不是状态签名证书（缺少 OCSPSigning 扩展密钥用途）：{cert.describe()}",
+            f"The snapshot signer lacks the status-signing (OCSPSigning) EKU: {cert.describe()}",
+        )
     doc = _json_object(payload, "快照内容", _PAYLOAD_KEYS)
     # Signed bytes must be the one canonical form, so no two readers can see different documents.
     if canonical_bytes(doc) != payload:

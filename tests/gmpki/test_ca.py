@@ -37,7 +37,8 @@ def test_signing_profiles(pki: Pki, who: str) -> None:
     cert = getattr(pki, who).cert
     assert not cert.is_ca
     assert cert.key_usage == frozenset({"digital_signature", "non_repudiation"})
-    assert cert.extended_key_usage is None
+    # Only the service certificate is marked as the status signer (snapshots, trust lists).
+    assert cert.extended_key_usage == (frozenset({"ocsp_signing"}) if who == "service" else None)
     assert cert.verify_signature(pki.sub.key.public_key)
 
 

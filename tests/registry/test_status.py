@@ -157,19 +157,22 @@ def test_tampered_or_untrusted_snapshots_fail(registry: Registry) -> None:
     with pytest.raises(PathValidationError):
         status.verify_snapshot(impostor, anchors)
 
-    # A department key chains to the region root too; pinning the service certificate refuses it
+    # A department key chains to the region root too, but lacks the status-signing EKU
     assert registry.certificate.key_id is not None
     dept_signed = _rewrap(
         env,
         signature=base64.b64encode(registry.keystore.sign(registry.certificate.key_id, payload)).decode(),
         certificate=base64.b64encode(registry.certificate.der).decode(),
     )
-    assert status.verify_snapshot(dept_signed, anchors).sequence > 0
+    with pytest.raises(CertificateError, match="OCSPSigning"):
+        status.verify_snapshot(dept_signed, anchors)
     with registry.sessions() as s:
         pin = bytes.fromhex(current_certificate(s, CertRole.SERVICE).sm3)
     assert status.verify_snapshot(data, anchors, pinned_signers={pin}).sequence > 0
     with pytest.raises(CertificateError, match="pinned"):
         status.verify_snapshot(dept_signed, anchors, pinned_signers={pin})
+    with pytest.raises(CertificateError, match="pinned"):
+        status.verify_snapshot(impostor, [foreign_root], pinned_signers={pin})
 
     # Freshness
     snap = status.verify_snapshot(data, anchors)
