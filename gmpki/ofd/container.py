@@ -223,6 +223,8 @@ class OfdPackage:
             if info.flag_bits & _FLAG_ENCRYPTED:
                 raise MalformedData(f"压缩包条目已加密：{name}", f"encrypted ZIP entry {name}")
             if name.endswith("/"):
+                if info.file_size or info.compress_size > 2:  # an empty deflate stream is 2 bytes
+                    raise MalformedData(f"目录条目 {name} 含有数据", f"directory entry {name} carries data")
                 self._directories.add(key)
                 continue
             if info.compress_type not in _SUPPORTED_METHODS:

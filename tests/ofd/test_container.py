@@ -1,0 +1,217 @@
+"""The OFD container: exact lookups, ST_Loc resolution, streaming digests, limits, hostile archives."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from core.errors import InputTooLarge, MalformedData
+from gmpki import sm3
+from gmpki.ofd import ContainerLimits, OfdPackage, check_entry_name, resolve_loc, write_package
+
+from .conftest import make_zip, patch_name, set_declared_size, set_flags
+
+
+# --- reading -------------------------------------------------------------------------------------------
+def test_names_lookup_and_raw_bytes(simple_package: bytes) -> None:
+    pkg = OfdPackage(simple_package)
+    assert pkg.names == ("OFD.xml", "Doc_0/Document.xml", "Doc_0/Res/big.bin")
+    assert pkg.directories == frozenset({"Doc_0"})
+    assert "Doc_0/Document.xml" in pkg
+    assert "/Doc_0/Document.xml" not in pkg  # lookups are exact on normalised names
+    assert "doc_0/document.xml" not in pkg
+    assert pkg.read("Doc_0/Document.xml") == b"<Document/>"
+    with pytest.raises(MalformedData, match=r"Doc_0/Missing\.xml"):
+        pkg.read("Doc_0/Missing.xml")
+
+
+def test_streaming_digests_match_one_shot(simple_package: bytes) -> None:
+    pkg = OfdPackage(simple_package)
+    big = bytes(range(256)) * 4096
+    assert pkg.sm3("Doc_0/Res/big.bin") == sm3.sm3(big)
+    assert pkg.digest("Doc_0/Res/big.bin", "sha256") == hashlib.sha256(big).digest()
+    with pytest.raises(MalformedData, match="md5"):
+        pkg.digest("OFD.xml", "md5")
+
+
+def test_interop_packages_open(interop_dir: Path) -> None:
+    pkg = OfdPackage((interop_dir / "ofdrw-sign__v4signed.ofd").read_bytes())
+    assert len(pkg.names) == 16
+    assert "Doc_0/Signs/Sign_0/SignedValue.dat" in pkg
+    # Every interop package is directory-free or lists its directories separately.
+    pkg2 = OfdPackage((interop_dir / "ofdrw-reader__SESV4SignDoc.ofd").read_bytes())
+    assert "Doc_0/Signs/Sign_0" in pkg2.directories
+    assert all(not n.endswith("/") for n in pkg2.names)
+
+
+def test_gbk_entry_name_without_utf8_flag_is_decoded() -> None:
+    placeholder = b"ABCD.xml"
+    gbk = "附件.xml".encode("gbk")
+    assert len(gbk) == len(placeholder)
+    data = patch_name(make_zip([("ABCD.xml", b"x")], method=zipfile.ZIP_STORED), placeholder, gbk)
+    pkg = OfdPackage(data)
+    assert pkg.names == ("附件.xml",)
+    assert pkg.read("附件.xml") == b"x"
+
+
+# --- ST_Loc ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("loc", "base", "expected"),
+    [
+        ("/Doc_0/Signs/Signatures.xml", "OFD.xml", "Doc_0/Signs/Signatures.xml"),
+        ("Doc_0/Signs/Signatures.xml", "OFD.xml", "Doc_0/Signs/Signatures.xml"),
+        ("Sign_0/Signature.xml", "Doc_0/Signs/Signatures.xml", "Doc_0/Signs/Sign_0/Signature.xml"),
+        ("SignedValue.dat", "Doc_0/Signs/Sign_0/Signature.xml", "Doc_0/Signs/Sign_0/SignedValue.dat"),
+        ("../Pages/Page_0/Content.xml", "Doc_0/Signs/x.xml", "Doc_0/Pages/Page_0/Content.xml"),
+        ("./Pages//Page_0/Content.xml", "Doc_0/Document.xml", "Doc_0/Pages/Page_0/Content.xml"),
+        ("  /OFD.xml ", None, "OFD.xml"),
+    ],
+)
+def test_resolve_loc(loc: str, base: str | None, expected: str) -> None:
+    assert resolve_loc(loc, base) == expected
+
+
+@pytest.mark.parametrize(
+    "loc", ["../OFD.xml", "/../x", "Doc_0\\a.xml", "C:/x.xml", "", "/", "a/\x00b", "file://x"]
+)
+def test_resolve_loc_rejects_escapes(loc: str) -> None:
+    with pytest.raises(MalformedData):
+        resolve_loc(loc, "OFD.xml")
+
+
+def test_resolve_loc_escape_from_nested_base() -> None:
+    with pytest.raises(MalformedData, match="escapes"):
+        resolve_loc("../../../OFD.xml", "Doc_0/Signs/Signatures.xml")
+
+
+# --- hostile archives -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../evil.xml",
+        "Doc_0/../../evil.xml",
+        "/OFD.xml",
+        "Doc_0\\evil.xml",
+        "C:/evil.xml",
+        "a//b.xml",
+        "./a.xml",
+    ],
+)
+def test_unsafe_entry_names_are_rejected(name: str) -> None:
+    with pytest.raises(MalformedData):
+        OfdPackage(make_zip([(name, b"x")]))
+    with pytest.raises(MalformedData):
+        check_entry_name(name)
+
+
+def test_nul_in_entry_name_is_rejected() -> None:
+    # zipfile silently truncates names at NUL; the original name must be checked.
+    data = patch_name(make_zip([("OFD.xmlX", b"x")]), b"OFD.xmlX", b"OFD.xml\x00")
+    with pytest.raises(MalformedData, match="NUL"):
+        OfdPackage(data)
+
+
+def test_duplicate_entries_are_rejected() -> None:
+    with pytest.raises(MalformedData, match="duplicate"):
+        OfdPackage(make_zip([("OFD.xml", b"1"), ("OFD.xml", b"2")]))
+
+
+def test_directory_entry_with_data_is_rejected() -> None:
+    with pytest.raises(MalformedData, match="directory"):
+        OfdPackage(make_zip([("OFD.xml", b"<OFD/>"), ("Doc_0/", b"hidden content")]))
+
+
+def test_encrypted_entries_are_rejected() -> None:
+    with pytest.raises(MalformedData, match="encrypted"):
+        OfdPackage(set_flags(make_zip([("OFD.xml", b"x")]), 0x1))
+
+
+@pytest.mark.parametrize("data", [b"", b"hello", b"PK\x03\x04" + bytes(100), b"%PDF-1.7"])
+def test_not_a_zip(data: bytes) -> None:
+    with pytest.raises(MalformedData):
+        OfdPackage(data)
+
+
+def test_unsupported_compression_is_rejected() -> None:
+    data = make_zip([("OFD.xml", b"x" * 100)], method=zipfile.ZIP_BZIP2)
+    with pytest.raises(MalformedData, match="compression"):
+        OfdPackage(data)
+
+
+def test_zip_bomb_is_refused_before_inflating() -> None:
+    bomb = make_zip([("OFD.xml", b"<a/>"), ("Doc_0/Res/zero.bin", bytes(64 * 1024 * 1024))])
+    assert len(bomb) < 100_000
+    with pytest.raises(InputTooLarge, match="ZIP bomb"):
+        OfdPackage(bomb)
+
+
+def test_lying_size_header_cannot_inflate_more_than_declared() -> None:
+    # The header claims 1000 bytes; the stream holds 4 MiB. Reading stops at the claim, the CRC fails.
+    data = set_declared_size(make_zip([("OFD.xml", b"A" * (4 * 1024 * 1024))]), 1000)
+    pkg = OfdPackage(data)
+    with pytest.raises(MalformedData, match="CRC"):
+        pkg.read("OFD.xml")
+
+
+def test_corrupted_entry_is_a_typed_error() -> None:
+    data = bytearray(make_zip([("OFD.xml", b"hello world " * 50)]))
+    data[45] ^= 0xFF  # inside the deflate stream
+    pkg = OfdPackage(bytes(data))
+    with pytest.raises(MalformedData):
+        pkg.read("OFD.xml")
+
+
+def test_limits_entries_total_and_entry_size() -> None:
+    many = make_zip([(f"f{i}.xml", b"") for i in range(20)])
+    with pytest.raises(InputTooLarge, match="too many"):
+        OfdPackage(many, limits=ContainerLimits(max_entries=10))
+    OfdPackage(many, limits=ContainerLimits(max_entries=20))
+    two = make_zip([("a.bin", bytes(range(256)) * 64), ("b.bin", bytes(range(256)) * 64)])
+    with pytest.raises(InputTooLarge, match="total"):
+        OfdPackage(two, limits=ContainerLimits(max_total_size=20_000))
+    with pytest.raises(InputTooLarge, match="inflates too far"):
+        OfdPackage(two, limits=ContainerLimits(max_entry_size=10_000))
+    with pytest.raises(InputTooLarge):
+        OfdPackage(two, limits=ContainerLimits(max_input_size=100))
+
+
+def test_default_entry_limit_is_checked_from_the_end_record() -> None:
+    data = make_zip([(f"e{i}", b"") for i in range(10_001)], method=zipfile.ZIP_STORED)
+    with pytest.raises(InputTooLarge, match="10001"):
+        OfdPackage(data)
+
+
+# --- writing --------------------------------------------------------------------------------------------
+def test_rewrite_preserves_other_entries_and_order(interop_dir: Path) -> None:
+    original = OfdPackage((interop_dir / "ofdrw-reader__SESV4SignDoc.ofd").read_bytes())
+    new = OfdPackage(
+        original.rewrite(
+            {
+                "Doc_0/Pages/Page_0/Content.xml": b"<changed/>",
+                "Doc_0/Signs/Sign_0/Seal.esl": None,
+                "Doc_0/Attachs/new.txt": b"added",
+            }
+        )
+    )
+    expected = [n for n in original.names if n != "Doc_0/Signs/Sign_0/Seal.esl"] + ["Doc_0/Attachs/new.txt"]
+    assert list(new.names) == expected
+    assert new.directories == original.directories
+    for name in original.names:
+        if name not in ("Doc_0/Pages/Page_0/Content.xml", "Doc_0/Signs/Sign_0/Seal.esl"):
+            assert new.read(name) == original.read(name)
+    assert new.read("Doc_0/Pages/Page_0/Content.xml") == b"<changed/>"
+    assert new.read("Doc_0/Attachs/new.txt") == b"added"
+
+
+def test_write_package_round_trip_and_name_checks() -> None:
+    data = write_package([("OFD.xml", b"<OFD/>"), ("Doc_0/附件.xml", "中文".encode())])
+    pkg = OfdPackage(data)
+    assert pkg.names == ("OFD.xml", "Doc_0/附件.xml")
+    assert pkg.read("Doc_0/附件.xml") == "中文".encode()
+    with pytest.raises(MalformedData):
+        write_package([("../x", b"")])
+    with pytest.raises(MalformedData):
+        write_package([("a", b""), ("a", b"")])

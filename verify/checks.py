@@ -1,0 +1,1042 @@
+"""Checks: turn the facts about one signature into results, under a policy and a trust source.
+
+Check ids (stable; reports, policies and tests use them):
+
+==================================  ==================================================================
+``format.parse``                    the signature, seal and OFD parts decode; consistency warnings
+``seal.maker_signature``            the maker's SM2 signature over the seal (v1 or v4 rule, §4.1)
+``seal.maker_certificate_validity`` maker certificate valid at the seal's createDate (warning by default)
+``seal.maker_certificate_chain``    maker certificate chains to a configured trust anchor
+``seal.validity_period``            signing time inside the seal's validStart..validEnd
+``seal.status``                     seal state from the trust source (skipped when it has none)
+``signer.signature``                signer's SM2 signature over TBS_Sign as read (§4.2)
+``signer.in_seal_certificate_list`` signer certificate is in the seal's certList (P2)
+``signer.certificate_validity``     signer certificate valid at the signing time; key usage
+``signer.certificate_chain``        signer certificate chains to a configured trust anchor
+``signer.certificate_revocation``   CRLs from the trust source (skipped when there are none)
+``document.data_hash``              TBS_Sign.dataHash = SM3(Signature.xml bytes) or SM3(detached data)
+``document.references``             every OFD Reference digest matches the file as stored
+``document.seal_file_match``        Seal.esl, when named, equals the embedded seal byte for byte
+``document.coverage``               package files no Reference of this signature protects
+``timestamp.token``                 a time-stamp, when present, is never reported as verified
+==================================  ==================================================================
+
+Time rules (seal-formats.md §6): the signer's certificate and the seal are judged at the signing
+time ``TBS_Sign.timeInfo``, the maker's certificate at the seal's ``createDate``. Chains are built
+at that time, clamped into the end-entity certificate's validity so that an expired certificate is
+reported once, by its own validity check, and not a second time as a broken chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from asn1crypto import cms
+
+from core.errors import EsealError
+from gmpki.crl import CertificateRevocationList
+from gmpki.der import PARSE_ERRORS
+from gmpki.ofd import SEAL, SIGN
+from gmpki.path_validation import PathValidationError, ValidatedPath, validate_path
+from gmpki.seal import SignatureCheck, cert_list_contains
+from gmpki.sm3 import sm3_hex
+from gmpki.x509 import Certificate
+
+from .evidence import SOURCE_OFD, SOURCE_SEAL, CertificateFacts, SignatureFacts
+from .policy import Action, Policy
+from .report import CheckResult, Result, SubIndication
+from .trust import SealState, TrustSource
+
+SEAL_CHECKS: tuple[str, ...] = (
+    "format.parse",
+    "seal.maker_signature",
+    "seal.maker_certificate_validity",
+    "seal.maker_certificate_chain",
+    "seal.status",
+    "timestamp.token",
+)
+SES_CHECKS: tuple[str, ...] = (
+    "format.parse",
+    "seal.maker_signature",
+    "seal.maker_certificate_validity",
+    "seal.maker_certificate_chain",
+    "seal.validity_period",
+    "seal.status",
+    "signer.signature",
+    "signer.in_seal_certificate_list",
+    "signer.certificate_validity",
+    "signer.certificate_chain",
+    "signer.certificate_revocation",
+    "document.data_hash",
+    "timestamp.token",
+)
+OFD_CHECKS: tuple[str, ...] = (
+    *SES_CHECKS[:-1],
+    "document.references",
+    "document.seal_file_match",
+    "document.coverage",
+    "timestamp.token",
+)
+
+# Parser warnings of gmpki.seal, explained.
+_PARSER_WARNINGS: dict[str, tuple[str, str]] = {
+    "unknown_header_version": (
+        "印章头版本号未知，按 v4 规则解码",
+        "unknown seal header version, decoded with v4 rules",
+    ),
+    "header_id_not_es": ("印章头标识不是“ES”", 'seal header id is not "ES"'),
+    "tbs_version_mismatch": (
+        "TBS_Sign 版本与印章版本不一致",
+        "TBS_Sign version differs from the seal version",
+    ),
+    "ext_datas_untagged": ("TBS_Sign 扩展字段未加 [0] 标签", "TBS_Sign extDatas is untagged"),
+    "time_stamp_untagged": ("时间戳字段未加 [0] 标签", "time-stamp field is untagged"),
+    "picture_dimension_real": ("印章图片尺寸以 REAL 编码", "seal picture size is encoded as REAL"),
+    "time_info_assumed_utc8": (
+        "签章时间无时区，按北京时间（UTC+8）解释",
+        "signing time has no zone; read as UTC+8",
+    ),
+    "time_info_unparsed": ("签章时间无法解析", "signing time could not be parsed"),
+}
+
+
+def fmt_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _hex(value: bytes) -> str:
+    return value.hex()
+
+
+@dataclass(frozen=True)
+class Context:
+    policy: Policy
+    trust: TrustSource | None
+    at: dt.datetime  # validation time
+
+
+def _r(check_id: str, result: Result, zh: str, en: str, sub: SubIndication | None = None) -> CheckResult:
+    return CheckResult(check_id, result, zh, en, sub)
+
+
+def _not_evaluated(check_id: str, zh_why: str, en_why: str) -> CheckResult:
+    return _r(check_id, Result.SKIPPED, f"未检查：{zh_why}", f"not checked: {en_why}")
+
+
+def _undecodable(check_id: str) -> CheckResult:
+    return _not_evaluated(check_id, "签章数据无法解码", "the signed value could not be decoded")
+
+
+# --- format -------------------------------------------------------------------------------------------------
+def check_format(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "format.parse"
+    if f.problems:
+        return _r(
+            cid,
+            Result.FAILED,
+            "；".join(p.zh for p in f.problems),
+            "; ".join(p.en for p in f.problems),
+            SubIndication.FORMAT_FAILURE,
+        )
+    if f.kind == SIGN:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            "Sign 类型（GB/T 35275 数字签名）的验证尚不支持",
+            "Sign-type signatures (GB/T 35275 SignedData) are not yet supported",
+            SubIndication.FORMAT_FAILURE,
+        )
+    notes: list[tuple[str, str]] = []
+    codes: list[str] = []
+    if f.seal is not None:
+        codes += f.seal.parsed.warnings
+    if f.ses is not None:
+        codes += [w for w in f.ses.warnings if w not in codes]
+    for code in codes:
+        base = code.split(":", 1)[0]
+        if base == "time_without_zone":
+            notes.append(
+                (
+                    f"时间字段 {code[len(base) + 1 :]} 无时区，按 UTC 解释",
+                    f"{code[len(base) + 1 :]} has no zone; read as UTC",
+                )
+            )
+        else:
+            notes.append(_PARSER_WARNINGS.get(base, (f"解析提示：{code}", f"parser note: {code}")))
+    if f.ofd is not None and f.ofd.signature_xml is not None:
+        notes += _ofd_consistency(f)
+    if f.seal is not None:
+        for ext in f.seal.parsed.extensions:
+            if ext.critical:
+                notes.append(
+                    (
+                        f"印章含无法识别的关键扩展 {ext.oid}",
+                        f"the seal carries an unrecognised critical extension {ext.oid}",
+                    )
+                )
+    what_zh, what_en = _what(f)
+    if notes:
+        return _r(
+            cid,
+            Result.WARNING,
+            f"{what_zh}已解码，但：" + "；".join(n[0] for n in notes),
+            f"{what_en} decoded, but: " + "; ".join(n[1] for n in notes),
+        )
+    return _r(cid, Result.PASSED, f"{what_zh}已解码", f"{what_en} decoded")
+
+
+def _what(f: SignatureFacts) -> tuple[str, str]:
+    if f.ses is not None:
+        where_zh = where_en = ""
+        if f.ofd is not None and f.ofd.signature_xml is not None:
+            where_zh = f"（{f.ofd.signature_xml.signed_value_path}）"
+            where_en = f" ({f.ofd.signature_xml.signed_value_path})"
+        return (
+            f"v{f.ses.version} 电子签章数据{where_zh}及所含 v{f.ses.seal.version} 印章"
+            f"（esID {f.ses.seal.es_id}）",
+            f"v{f.ses.version} SES signature{where_en} with its v{f.ses.seal.version} seal "
+            f"(esID {f.ses.seal.es_id})",
+        )
+    if f.seal is not None:
+        return (
+            f"v{f.seal.parsed.version} 电子印章（esID {f.seal.parsed.es_id}）",
+            f"v{f.seal.parsed.version} seal (esID {f.seal.parsed.es_id})",
+        )
+    return ("签名", "signature")
+
+
+def _ofd_consistency(f: SignatureFacts) -> list[tuple[str, str]]:
+    assert f.ofd is not None and f.ofd.signature_xml is not None
+    xml = f.ofd.signature_xml
+    notes: list[tuple[str, str]] = []
+    if f.ses is not None:
+        if xml.signature_method and xml.signature_method.strip() != f.ses.signature_algorithm:
+            notes.append(
+                (
+                    f"{xml.path} 的 SignatureMethod {xml.signature_method} 与签章数据中的算法 "
+                    f"{f.ses.signature_algorithm} 不一致",
+                    f"{xml.path}: SignatureMethod {xml.signature_method} differs from the SES algorithm "
+                    f"{f.ses.signature_algorithm}",
+                )
+            )
+        prop = f.ses.property_info.strip()
+        if prop.lstrip("/") != xml.path:
+            notes.append(
+                (
+                    f"propertyInfo“{prop}”与签名描述文件 /{xml.path} 不一致",
+                    f"propertyInfo {prop!r} does not name the signature file /{xml.path}",
+                )
+            )
+    pages = f.ofd.pages
+    for stamp in xml.stamp_annots:
+        if stamp.page_ref is None:
+            notes.append(
+                (
+                    f"{xml.path} 中签章外观 {stamp.id} 缺少 PageRef",
+                    f"{xml.path}: StampAnnot {stamp.id} has no PageRef",
+                )
+            )
+        elif pages is not None and pages.by_id(stamp.page_ref) is None:
+            notes.append(
+                (
+                    f"签章外观 {stamp.id} 指向不存在的页面 ID {stamp.page_ref}",
+                    f"StampAnnot {stamp.id} refers to page ID {stamp.page_ref}, which does not exist",
+                )
+            )
+        if stamp.boundary_text is not None and stamp.boundary is None:
+            notes.append(
+                (f"签章外观 {stamp.id} 的 Boundary 无效", f"StampAnnot {stamp.id} has an invalid Boundary")
+            )
+    if f.ofd.entry.relative:
+        notes.append(
+            (
+                f"签名 {f.id} 依赖签名 {f.ofd.entry.relative}（Relative），依赖关系未单独检查",
+                f"signature {f.id} is Relative to {f.ofd.entry.relative}; "
+                "that link is not checked separately",
+            )
+        )
+    return notes
+
+
+# --- seal ---------------------------------------------------------------------------------------------------
+_RULE = {
+    1: (
+        "SEQUENCE{印章信息, 证书, 算法}（GM/T 0031 规则）",
+        "SEQUENCE{sealInfo, cert, algorithm} (GM/T 0031 rule)",
+    ),
+    4: ("SES_SealInfo（GB/T 38540 规则）", "SES_SealInfo (GB/T 38540 rule)"),
+}
+
+
+def _signature_outcome(
+    check_id: str,
+    outcome: SignatureCheck,
+    algorithm: str,
+    policy: Policy,
+    who_zh: str,
+    who_en: str,
+    cert: CertificateFacts,
+    over_zh: str,
+    over_en: str,
+    sub: SubIndication,
+) -> CheckResult:
+    if algorithm not in policy.signature_algorithms:
+        return _r(
+            check_id,
+            Result.FAILED,
+            f"{who_zh}签名算法 {algorithm} 不被策略接受",
+            f"the {who_en} signature algorithm {algorithm} is not accepted by the policy",
+            sub,
+        )
+    described = cert.describe()
+    if outcome is SignatureCheck.VALID:
+        return _r(
+            check_id,
+            Result.PASSED,
+            f"{who_zh}签名有效（签名数据：{over_zh}），{who_zh}证书 {described}",
+            f"{who_en} signature valid over {over_en}, {who_en} certificate {described}",
+        )
+    reasons = {
+        SignatureCheck.INVALID: ("签名值与数据不符", "the signature does not verify"),
+        SignatureCheck.UNSUPPORTED_ALGORITHM: (
+            f"不支持的签名算法 {algorithm}",
+            f"unsupported signature algorithm {algorithm}",
+        ),
+        SignatureCheck.BAD_CERTIFICATE: (
+            "证书无法读取或不含 SM2 公钥" + (f"（{cert.problem.zh}）" if cert.problem else ""),
+            "the certificate is unreadable or has no SM2 key"
+            + (f" ({cert.problem.en})" if cert.problem else ""),
+        ),
+        SignatureCheck.BAD_SIGNATURE_ENCODING: ("签名值编码错误", "the signature value is badly encoded"),
+    }
+    zh, en = reasons[outcome]
+    return _r(
+        check_id,
+        Result.FAILED,
+        f"{who_zh}签名无效：{zh}；签名数据 {over_zh}，证书 {described}",
+        f"{who_en} signature invalid: {en}; signed data {over_en}, certificate {described}",
+        sub,
+    )
+
+
+def check_maker_signature(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "seal.maker_signature"
+    if f.seal is None:
+        return _undecodable(cid)
+    seal = f.seal.parsed
+    over_zh, over_en = _RULE[1 if seal.version == 1 else 4]
+    return _signature_outcome(
+        cid,
+        f.seal.maker_signature,
+        seal.signature_algorithm,
+        ctx.policy,
+        "制章者",
+        "maker",
+        f.seal.maker,
+        f"印章 {seal.es_id} 的 {over_zh}",
+        f"{over_en} of seal {seal.es_id}",
+        SubIndication.SEAL_SIGNATURE_FAILURE,
+    )
+
+
+def _validity(
+    check_id: str,
+    cert: CertificateFacts,
+    when: dt.datetime | None,
+    who_zh: str,
+    who_en: str,
+    event_zh: str,
+    event_en: str,
+) -> CheckResult:
+    c = cert.certificate
+    if c is None:
+        why = cert.problem or None
+        return _r(
+            check_id,
+            Result.INDETERMINATE,
+            f"{who_zh}证书无法读取" + (f"：{why.zh}" if why else ""),
+            f"the {who_en} certificate cannot be read" + (f": {why.en}" if why else ""),
+            SubIndication.FORMAT_FAILURE,
+        )
+    if when is None:
+        return _r(
+            check_id,
+            Result.INDETERMINATE,
+            f"{event_zh}未知，无法判断{who_zh}证书 {c.describe()} 是否有效",
+            f"{event_en} is unknown; cannot tell whether the {who_en} certificate {c.describe()} was valid",
+            SubIndication.FORMAT_FAILURE,
+        )
+    span_zh = f"有效期 {fmt_time(c.not_before)} 至 {fmt_time(c.not_after)}"
+    span_en = f"valid {fmt_time(c.not_before)} to {fmt_time(c.not_after)}"
+    if when < c.not_before:
+        return _r(
+            check_id,
+            Result.FAILED,
+            f"{who_zh}证书 {c.describe()} 在{event_zh} {fmt_time(when)} 尚未生效（{span_zh}）",
+            f"the {who_en} certificate {c.describe()} was not yet valid at the {event_en} "
+            f"{fmt_time(when)} ({span_en})",
+            SubIndication.NOT_YET_VALID,
+        )
+    if when > c.not_after:
+        return _r(
+            check_id,
+            Result.FAILED,
+            f"{who_zh}证书 {c.describe()} 在{event_zh} {fmt_time(when)} 已过期（{span_zh}）",
+            f"the {who_en} certificate {c.describe()} had expired at the {event_en} "
+            f"{fmt_time(when)} ({span_en})",
+            SubIndication.OUT_OF_BOUNDS_NO_POE,
+        )
+    return _r(
+        check_id,
+        Result.PASSED,
+        f"{who_zh}证书 {c.describe()} 在{event_zh} {fmt_time(when)} 有效（{span_zh}）",
+        f"the {who_en} certificate {c.describe()} was valid at the {event_en} {fmt_time(when)} ({span_en})",
+    )
+
+
+def check_maker_certificate_validity(f: SignatureFacts, ctx: Context) -> CheckResult:
+    if f.seal is None:
+        return _undecodable("seal.maker_certificate_validity")
+    return _validity(
+        "seal.maker_certificate_validity",
+        f.seal.maker,
+        f.seal.parsed.create_date,
+        "制章者",
+        "maker",
+        "印章制作时间",
+        "seal creation time",
+    )
+
+
+def _clamp(when: dt.datetime, cert: Certificate) -> dt.datetime:
+    return max(cert.not_before, min(when, cert.not_after))
+
+
+def _chain_error(check_id: str, exc: PathValidationError, who_zh: str, who_en: str) -> CheckResult:
+    if exc.reason == "revoked":
+        sub, result = SubIndication.REVOKED, Result.FAILED
+    elif exc.reason == "no_trust_anchor":
+        sub, result = SubIndication.NO_CERTIFICATE_CHAIN_FOUND, Result.INDETERMINATE
+    else:
+        sub, result = SubIndication.CHAIN_CONSTRAINTS_FAILURE, Result.INDETERMINATE
+    return _r(
+        check_id,
+        result,
+        f"{who_zh}证书链未能验证：{exc.message_zh}",
+        f"the {who_en} certificate chain could not be validated: {exc.message_en}",
+        sub,
+    )
+
+
+def _validate(
+    cert: Certificate,
+    when: dt.datetime,
+    trust: TrustSource,
+    crls: Sequence[CertificateRevocationList] = (),
+    require_revocation: bool = False,
+) -> ValidatedPath:
+    return validate_path(
+        cert,
+        trust_anchors=list(trust.trust_anchors(when)),
+        at=_clamp(when, cert),
+        intermediates=list(trust.intermediates(when)),
+        crls=list(crls),
+        require_revocation_check=require_revocation,
+    )
+
+
+def _chain(
+    check_id: str,
+    cert: CertificateFacts,
+    when: dt.datetime,
+    ctx: Context,
+    who_zh: str,
+    who_en: str,
+    crls: Sequence[CertificateRevocationList] = (),
+) -> CheckResult:
+    c = cert.certificate
+    if c is None:
+        return _r(
+            check_id,
+            Result.INDETERMINATE,
+            f"{who_zh}证书无法读取，无法构建证书链",
+            f"the {who_en} certificate cannot be read; no chain can be built",
+            SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+        )
+    if ctx.trust is None or not ctx.trust.trust_anchors(when):
+        return _r(
+            check_id,
+            Result.INDETERMINATE,
+            f"未配置信任锚，无法确认{who_zh}证书 {c.describe()} 的签发者 {c.issuer} 是否可信",
+            f"no trust anchor is configured: trust in {c.issuer}, issuer of the {who_en} certificate "
+            f"{c.describe()}, cannot be established",
+            SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+        )
+    try:
+        path = _validate(c, when, ctx.trust, crls)
+    except PathValidationError as exc:
+        return _chain_error(check_id, exc, who_zh, who_en)
+    except EsealError as exc:
+        return _r(
+            check_id,
+            Result.INDETERMINATE,
+            f"{who_zh}证书链验证出错：{exc.message_zh}",
+            f"the {who_en} certificate chain could not be validated: {exc.message_en}",
+            SubIndication.CHAIN_CONSTRAINTS_FAILURE,
+        )
+    anchor = path.trust_anchor
+    return _r(
+        check_id,
+        Result.PASSED,
+        f"{who_zh}证书 {c.describe()} 可链接到信任锚 {anchor.describe()}"
+        f"（验证时间 {fmt_time(path.validated_at)}）",
+        f"the {who_en} certificate {c.describe()} chains to trust anchor {anchor.describe()} "
+        f"(validated at {fmt_time(path.validated_at)})",
+    )
+
+
+def _crls(ctx: Context, when: dt.datetime) -> Sequence[CertificateRevocationList]:
+    return ctx.trust.crls(when) if ctx.trust is not None else ()
+
+
+def check_maker_certificate_chain(f: SignatureFacts, ctx: Context) -> CheckResult:
+    if f.seal is None:
+        return _undecodable("seal.maker_certificate_chain")
+    when = f.seal.parsed.create_date
+    return _chain(
+        "seal.maker_certificate_chain", f.seal.maker, when, ctx, "制章者", "maker", _crls(ctx, when)
+    )
+
+
+def check_seal_validity_period(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "seal.validity_period"
+    if f.seal is None or f.ses is None:
+        return _undecodable(cid)
+    seal = f.seal.parsed
+    t = f.ses.time_info
+    span_zh = f"印章 {seal.es_id} 有效期 {fmt_time(seal.valid_start)} 至 {fmt_time(seal.valid_end)}"
+    span_en = f"seal {seal.es_id} is valid {fmt_time(seal.valid_start)} to {fmt_time(seal.valid_end)}"
+    if t is None:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"签章时间无法解析，无法判断是否在印章有效期内（{span_zh}）",
+            "the signing time cannot be read; cannot tell whether it lies in the seal's validity "
+            f"({span_en})",
+            SubIndication.FORMAT_FAILURE,
+        )
+    if t < seal.valid_start:
+        return _r(
+            cid,
+            Result.FAILED,
+            f"签章时间 {fmt_time(t)} 早于印章生效时间（{span_zh}）",
+            f"signed at {fmt_time(t)}, before the seal became valid ({span_en})",
+            SubIndication.SEAL_NOT_YET_VALID,
+        )
+    if t > seal.valid_end:
+        return _r(
+            cid,
+            Result.FAILED,
+            f"签章时间 {fmt_time(t)} 晚于印章有效期截止时间，印章已过期（{span_zh}）",
+            f"signed at {fmt_time(t)}, after the seal expired ({span_en})",
+            SubIndication.SEAL_EXPIRED,
+        )
+    return _r(
+        cid,
+        Result.PASSED,
+        f"签章时间 {fmt_time(t)} 在印章有效期内（{span_zh}）",
+        f"signed at {fmt_time(t)}, within the seal's validity ({span_en})",
+    )
+
+
+def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "seal.status"
+    if f.seal is None:
+        return _undecodable(cid)
+    if ctx.trust is None:
+        return _not_evaluated(cid, "未配置信任源", "no trust source is configured")
+    seal = f.seal.parsed
+    try:
+        fact = ctx.trust.seal_status(seal.es_id, f.seal.sm3, ctx.at)
+    except EsealError as exc:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"无法查询印章 {seal.es_id} 的状态：{exc.message_zh}",
+            f"cannot query the status of seal {seal.es_id}: {exc.message_en}",
+            SubIndication.TRY_LATER,
+        )
+    if fact is None:
+        return _not_evaluated(cid, "信任源不提供印章状态", "the trust source does not track seal status")
+    source = f"（{fact.source}）" if fact.source else ""
+    source_en = f" ({fact.source})" if fact.source else ""
+    if fact.state is SealState.ACTIVE:
+        return _r(
+            cid,
+            Result.PASSED,
+            f"印章 {seal.es_id} 状态正常{source}",
+            f"seal {seal.es_id} is active{source_en}",
+        )
+    if fact.state is SealState.UNKNOWN:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"信任源不认识印章 {seal.es_id}（或其内容与登记的不同）{source}",
+            f"the trust source does not know seal {seal.es_id} (or these seal bytes){source_en}",
+            SubIndication.SEAL_STATUS_UNKNOWN,
+        )
+    suspended = fact.state is SealState.SUSPENDED
+    state_zh, state_en = ("已暂停", "suspended") if suspended else ("已注销", "cancelled")
+    sub = SubIndication.SEAL_SUSPENDED if suspended else SubIndication.SEAL_CANCELLED
+    when_zh = f"，自 {fmt_time(fact.changed_at)} 起" if fact.changed_at else ""
+    when_en = f" since {fmt_time(fact.changed_at)}" if fact.changed_at else ""
+    t = f.signing_time
+    if t is not None and fact.changed_at is not None and fact.changed_at > t:
+        return _r(
+            cid,
+            Result.WARNING,
+            f"印章 {seal.es_id} {state_zh}{when_zh}，晚于签章时间 {fmt_time(t)}"
+            f"（签章时间由签章者声明，未经时间戳证明）{source}",
+            f"seal {seal.es_id} is {state_en}{when_en}, after the signing time {fmt_time(t)} "
+            f"(a time claimed by the signer, not proven by a time-stamp){source_en}",
+        )
+    return _r(
+        cid,
+        Result.FAILED,
+        f"印章 {seal.es_id} {state_zh}{when_zh}{source}",
+        f"seal {seal.es_id} is {state_en}{when_en}{source_en}",
+        sub,
+    )
+
+
+# --- signer -------------------------------------------------------------------------------------------------
+def check_signer_signature(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "signer.signature"
+    if f.ses is None or f.signer is None or f.signer_signature is None:
+        return _undecodable(cid)
+    return _signature_outcome(
+        cid,
+        f.signer_signature,
+        f.ses.signature_algorithm,
+        ctx.policy,
+        "签章者",
+        "signer",
+        f.signer,
+        "TBS_Sign（含印章、签章时间与 dataHash）",
+        "TBS_Sign (seal, signing time and dataHash)",
+        SubIndication.SIG_CRYPTO_FAILURE,
+    )
+
+
+def check_signer_in_seal(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "signer.in_seal_certificate_list"
+    if f.ses is None or f.seal is None or f.signer is None:
+        return _undecodable(cid)
+    seal = f.seal.parsed
+    who = f.signer.describe()
+    listed = cert_list_contains(seal, f.ses.signer_cert_der)
+    if listed is True:
+        return _r(
+            cid,
+            Result.PASSED,
+            f"签章者证书 {who} 在印章 {seal.es_id} 的证书列表中",
+            f"the signer certificate {who} is in the certificate list of seal {seal.es_id}",
+        )
+    if listed is None:
+        kinds = ", ".join(sorted({d.digest_type for d in seal.cert_digests}))
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"印章 {seal.es_id} 的证书摘要列表使用未知算法（{kinds}），无法判断签章者证书 {who} 是否在列",
+            f"seal {seal.es_id} lists certificate digests of unknown type ({kinds}); "
+            f"cannot match the signer {who}",
+            SubIndication.SIGNER_NOT_IN_SEAL,
+        )
+    size = len(seal.cert_list) if seal.cert_list_type == 1 else len(seal.cert_digests)
+    return _r(
+        cid,
+        Result.FAILED,
+        f"签章者证书 {who} 不在印章 {seal.es_id} 的证书列表中（列表共 {size} 项）：签章者无权使用该印章",
+        f"the signer certificate {who} is not in the certificate list of seal {seal.es_id} ({size} entries): "
+        "the signer is not entitled to the seal",
+        SubIndication.SIGNER_NOT_IN_SEAL,
+    )
+
+
+def check_signer_certificate_validity(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "signer.certificate_validity"
+    if f.signer is None or f.ses is None:
+        return _undecodable(cid)
+    result = _validity(cid, f.signer, f.ses.time_info, "签章者", "signer", "签章时间", "signing time")
+    c = f.signer.certificate
+    if (
+        result.result is Result.PASSED
+        and c is not None
+        and c.key_usage is not None
+        and not c.key_usage & {"digital_signature", "non_repudiation"}
+    ):
+        usage = ", ".join(sorted(c.key_usage))
+        return _r(
+            cid,
+            Result.FAILED,
+            f"签章者证书 {c.describe()} 的密钥用途（{usage}）不含 digitalSignature 或 nonRepudiation",
+            f"the signer certificate {c.describe()} has key usage ({usage}) without digitalSignature "
+            "or nonRepudiation",
+            SubIndication.SIG_CONSTRAINTS_FAILURE,
+        )
+    return result
+
+
+def _signing_time(f: SignatureFacts, ctx: Context) -> dt.datetime:
+    return f.signing_time or ctx.at
+
+
+def check_signer_certificate_chain(f: SignatureFacts, ctx: Context) -> CheckResult:
+    if f.signer is None:
+        return _undecodable("signer.certificate_chain")
+    return _chain("signer.certificate_chain", f.signer, _signing_time(f, ctx), ctx, "签章者", "signer")
+
+
+def _later_revocation(
+    path: ValidatedPath, crls: Sequence[CertificateRevocationList], after: dt.datetime, until: dt.datetime
+) -> tuple[Certificate, dt.datetime] | None:
+    """A certificate of the path revoked after the (claimed) signing time, per a CRL its issuer signed."""
+    certs = path.certificates
+    for child, issuer in itertools.pairwise(certs):
+        for crl in crls:
+            if crl.issuer_name != child.issuer_name or not crl.verify_signature(issuer.public_key):
+                continue
+            entry = crl.lookup(child.serial)
+            if entry is not None and after < entry.revoked_at <= until and entry.reason != "remove_from_crl":
+                return child, entry.revoked_at
+    return None
+
+
+def check_signer_revocation(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "signer.certificate_revocation"
+    if f.signer is None:
+        return _undecodable(cid)
+    when = _signing_time(f, ctx)
+    crls = _crls(ctx, when)
+    if not crls:
+        if ctx.policy.require_revocation:
+            return _r(
+                cid,
+                Result.INDETERMINATE,
+                "没有可用的撤销信息（CRL），无法确认签章者证书未被撤销",
+                "no revocation information (CRL) is available for the signer certificate",
+                SubIndication.TRY_LATER,
+            )
+        return _not_evaluated(cid, "未提供证书撤销列表（CRL）", "no certificate revocation list was supplied")
+    c = f.signer.certificate
+    if c is None or ctx.trust is None:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            "签章者证书无法读取，无法检查撤销状态",
+            "the signer certificate cannot be read; revocation not checked",
+            SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+        )
+    try:
+        path = _validate(c, when, ctx.trust, crls, require_revocation=True)
+    except PathValidationError as exc:
+        if exc.reason == "revoked":
+            return _chain_error(cid, exc, "签章者", "signer")
+        if exc.reason in ("revocation_unknown", "crl_invalid"):
+            return _r(
+                cid,
+                Result.INDETERMINATE,
+                f"签章者证书撤销状态无法确定：{exc.message_zh}",
+                f"the revocation status of the signer certificate is unknown: {exc.message_en}",
+                SubIndication.TRY_LATER,
+            )
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"无法构建签章者证书链，撤销状态未检查：{exc.message_zh}",
+            f"no chain for the signer certificate, so revocation was not checked: {exc.message_en}",
+            SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+        )
+    except EsealError as exc:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"撤销检查出错：{exc.message_zh}",
+            f"revocation check failed: {exc.message_en}",
+            SubIndication.TRY_LATER,
+        )
+    later = _later_revocation(path, crls, path.validated_at, ctx.at)
+    if later is not None:
+        cert, revoked_at = later
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"证书 {cert.describe()} 于 {fmt_time(revoked_at)} 被撤销，晚于声明的签章时间 {fmt_time(when)}，"
+            "但签章时间没有时间戳证明",
+            f"certificate {cert.describe()} was revoked at {fmt_time(revoked_at)}, "
+            f"after the claimed signing time {fmt_time(when)}, which no time-stamp proves",
+            SubIndication.REVOKED_NO_POE,
+        )
+    return _r(
+        cid,
+        Result.PASSED,
+        f"签章者证书 {c.describe()} 及其证书链在 {fmt_time(path.validated_at)} 未被撤销（依据 CRL）",
+        f"the signer certificate {c.describe()} and its chain were not revoked at "
+        f"{fmt_time(path.validated_at)} (per CRL)",
+    )
+
+
+# --- document -----------------------------------------------------------------------------------------------
+def check_data_hash(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "document.data_hash"
+    if f.ses is None:
+        return _undecodable(cid)
+    expected = f.ses.data_hash
+    if f.data_hash is None:
+        return _not_evaluated(
+            cid,
+            f"未提供原文，dataHash（{_hex(expected)}）无法比对",
+            f"no detached data supplied; dataHash {_hex(expected)} not compared",
+        )
+    source = f.data_hash_source or "data"
+    source_zh = "原文" if f.ofd is None else source
+    if f.data_hash == expected:
+        return _r(
+            cid,
+            Result.PASSED,
+            f"dataHash 与 {source_zh} 的 SM3 摘要一致（{_hex(expected)}）",
+            f"dataHash equals SM3 of {source} ({_hex(expected)})",
+        )
+    return _r(
+        cid,
+        Result.FAILED,
+        f"{source_zh} 的 SM3 摘要为 {_hex(f.data_hash)}，与签章数据中的 dataHash {_hex(expected)} 不符："
+        f"{source_zh}已被修改",
+        f"SM3 of {source} is {_hex(f.data_hash)} but TBS_Sign.dataHash is {_hex(expected)}: "
+        f"{source} was modified",
+        SubIndication.HASH_FAILURE,
+    )
+
+
+def check_references(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "document.references"
+    if f.ofd is None or f.ofd.signature_xml is None:
+        return _not_evaluated(cid, "签名描述文件无法读取", "the signature file could not be read")
+    xml = f.ofd.signature_xml
+    method = xml.check_method
+    if method is None:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"{xml.path} 的 References 未声明 CheckMethod，无法校验文件摘要",
+            f"{xml.path}: References declares no CheckMethod; file digests cannot be checked",
+            SubIndication.CRYPTO_CONSTRAINTS_FAILURE,
+        )
+    if f.ofd.digest_name is None or ctx.policy.accepts_digest(method) is None:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"{xml.path} 的摘要算法 {method} 不被支持或不被策略接受",
+            f"{xml.path}: digest algorithm {method} is unsupported or not accepted by the policy",
+            SubIndication.CRYPTO_CONSTRAINTS_FAILURE,
+        )
+    refs = f.ofd.references
+    if not refs:
+        return _r(cid, Result.WARNING, f"{xml.path} 不含任何文件引用", f"{xml.path} references no file")
+    bad_zh: list[str] = []
+    bad_en: list[str] = []
+    for ref in refs:
+        name = ref.reference.file_ref
+        if ref.problem is not None:
+            bad_zh.append(f"{name}（{ref.problem.zh}）")
+            bad_en.append(f"{name} ({ref.problem.en})")
+        elif not ref.matches:
+            actual = _hex(ref.actual) if ref.actual else "-"
+            expected = ref.reference.check_value_text or "-"
+            bad_zh.append(f"{name}（摘要不符：计算值 {actual}，CheckValue {expected}）")
+            bad_en.append(f"{name} (digest mismatch: computed {actual}, CheckValue {expected})")
+    if bad_zh:
+        return _r(
+            cid,
+            Result.FAILED,
+            f"{len(bad_zh)}/{len(refs)} 个被保护文件校验失败：" + "；".join(bad_zh),
+            f"{len(bad_en)} of {len(refs)} protected files fail: " + "; ".join(bad_en),
+            SubIndication.HASH_FAILURE,
+        )
+    return _r(
+        cid,
+        Result.PASSED,
+        f"全部 {len(refs)} 个被保护文件的 {method} 摘要一致",
+        f"all {len(refs)} protected files match their {method} digests",
+    )
+
+
+def check_seal_file(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "document.seal_file_match"
+    if f.ofd is None or f.ofd.signature_xml is None:
+        return _not_evaluated(cid, "签名描述文件无法读取", "the signature file could not be read")
+    xml = f.ofd.signature_xml
+    if xml.seal_loc is None and f.ofd.seal_file_problem is None:
+        return _not_evaluated(
+            cid, f"{xml.path} 未指定印章文件（可选）", f"{xml.path} names no seal file (optional)"
+        )
+    if f.ofd.seal_file_problem is not None or f.ofd.seal_file is None:
+        why = f.ofd.seal_file_problem
+        return _r(
+            cid,
+            Result.FAILED,
+            f"印章文件 {xml.seal_loc} 无法读取" + (f"：{why.zh}" if why else ""),
+            f"seal file {xml.seal_loc} cannot be read" + (f": {why.en}" if why else ""),
+            SubIndication.HASH_FAILURE,
+        )
+    if f.seal is None:
+        return _undecodable(cid)
+    embedded = f.seal.parsed.raw
+    if f.ofd.seal_file == embedded:
+        return _r(
+            cid,
+            Result.PASSED,
+            f"印章文件 {xml.seal_loc} 与签章数据中的印章逐字节一致",
+            f"seal file {xml.seal_loc} equals the seal embedded in the signed value, byte for byte",
+        )
+    shown = f.ofd.seal_file
+    return _r(
+        cid,
+        Result.FAILED,
+        f"印章文件 {xml.seal_loc}（{len(shown)} 字节，SM3 {sm3_hex(shown)}）与签章数据中的印章"
+        f"（{len(embedded)} 字节，SM3 {sm3_hex(embedded)}）不一致",
+        f"seal file {xml.seal_loc} ({len(shown)} bytes, SM3 {sm3_hex(shown)}) differs from the "
+        f"embedded seal ({len(embedded)} bytes, SM3 {sm3_hex(embedded)})",
+        SubIndication.HASH_FAILURE,
+    )
+
+
+def check_coverage(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "document.coverage"
+    if f.ofd is None or f.ofd.signature_xml is None:
+        return _not_evaluated(cid, "签名描述文件无法读取", "the signature file could not be read")
+    uncovered = f.ofd.not_covered
+    if not uncovered:
+        return _r(
+            cid,
+            Result.PASSED,
+            "除签名文件本身和签名列表外，包内所有文件均受此签名保护",
+            "every package file except the signature's own files and the signature list is protected",
+        )
+    elsewhere = set(f.ofd.covered_elsewhere)
+    nowhere = [n for n in uncovered if n not in elsewhere]
+    parts_zh = []
+    parts_en = []
+    if nowhere:
+        parts_zh.append("不受任何签名保护：" + "、".join(nowhere))
+        parts_en.append("protected by no signature: " + ", ".join(nowhere))
+    if elsewhere:
+        listed = [n for n in uncovered if n in elsewhere]
+        parts_zh.append("仅受其他签名保护：" + "、".join(listed))
+        parts_en.append("protected only by another signature: " + ", ".join(listed))
+    return _r(
+        cid,
+        Result.FAILED,
+        f"{len(uncovered)} 个包内文件不受此签名保护（可能在签名后加入）—" + "；".join(parts_zh),
+        f"{len(uncovered)} package files are not protected by this signature (added after signing?) — "
+        + "; ".join(parts_en),
+        SubIndication.SIG_CONSTRAINTS_FAILURE,
+    )
+
+
+def _token_kind(token: bytes) -> tuple[str, str]:
+    try:
+        info = cms.ContentInfo.load(token, strict=True)
+        _ = info.native
+        if info["content_type"].native == "signed_data":
+            inner = info["content"]["encap_content_info"]["content_type"].native
+            if inner == "tst_info":
+                return ("可解析的 RFC 3161 时间戳令牌", "a parseable RFC 3161 time-stamp token")
+    except PARSE_ERRORS:
+        pass
+    return ("不是可解析的时间戳令牌", "not a parseable time-stamp token")
+
+
+def check_timestamp(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "timestamp.token"
+    tokens: list[tuple[str, str, bytes]] = []
+    if f.ses is not None and f.ses.time_stamp is not None:
+        tokens.append(("签章数据", "signature", f.ses.time_stamp))
+    if f.seal is not None and f.seal.parsed.time_stamp is not None:
+        tokens.append(("印章", "seal", f.seal.parsed.time_stamp))
+    if not tokens:
+        if f.ses is None and f.seal is None:
+            return _undecodable(cid)
+        return _not_evaluated(cid, "没有时间戳", "no time-stamp present")
+    zh_parts = []
+    en_parts = []
+    for where_zh, where_en, token in tokens:
+        kind_zh, kind_en = _token_kind(token)
+        zh_parts.append(f"{where_zh}时间戳（{len(token)} 字节，{kind_zh}）")
+        en_parts.append(f"{where_en} time-stamp ({len(token)} bytes, {kind_en})")
+    return _r(
+        cid,
+        Result.WARNING,
+        "、".join(zh_parts) + "未经验证；签章时间仅为签章者的声明",
+        ", ".join(en_parts) + " not verified; the signing time rests on the signer's claim",
+    )
+
+
+_CHECKS: dict[str, Callable[[SignatureFacts, Context], CheckResult]] = {
+    "format.parse": check_format,
+    "seal.maker_signature": check_maker_signature,
+    "seal.maker_certificate_validity": check_maker_certificate_validity,
+    "seal.maker_certificate_chain": check_maker_certificate_chain,
+    "seal.validity_period": check_seal_validity_period,
+    "seal.status": check_seal_status,
+    "signer.signature": check_signer_signature,
+    "signer.in_seal_certificate_list": check_signer_in_seal,
+    "signer.certificate_validity": check_signer_certificate_validity,
+    "signer.certificate_chain": check_signer_certificate_chain,
+    "signer.certificate_revocation": check_signer_revocation,
+    "document.data_hash": check_data_hash,
+    "document.references": check_references,
+    "document.seal_file_match": check_seal_file,
+    "document.coverage": check_coverage,
+    "timestamp.token": check_timestamp,
+}
+
+# What a Sign-type signature can already be checked for: the OFD package side.
+_SIGN_TYPE_CHECKS = frozenset({"format.parse", "document.references", "document.coverage"})
+
+
+def apply_policy(result: CheckResult, policy: Policy) -> CheckResult:
+    action = policy.action(result.id)
+    if action is Action.IGNORE and result.result is not Result.SKIPPED:
+        return replace(
+            result,
+            result=Result.SKIPPED,
+            message_zh=f"按策略忽略：{result.message_zh}",
+            message_en=f"ignored by policy: {result.message_en}",
+        )
+    if action is Action.WARN and result.result in (Result.FAILED, Result.INDETERMINATE):
+        return replace(
+            result,
+            result=Result.WARNING,
+            message_zh=f"{result.message_zh}（按策略仅作警告）",
+            message_en=f"{result.message_en} (a warning under the policy)",
+        )
+    return result
+
+
+def evaluate(f: SignatureFacts, ctx: Context) -> tuple[CheckResult, ...]:
+    """Every check that applies to the signature's source, in report order, with the policy applied."""
+    ids = SEAL_CHECKS if f.source == SOURCE_SEAL else OFD_CHECKS if f.source == SOURCE_OFD else SES_CHECKS
+    out: list[CheckResult] = []
+    for check_id in ids:
+        if f.kind != SEAL and check_id not in _SIGN_TYPE_CHECKS:
+            raw = _not_evaluated(
+                check_id, "Sign 类型签名尚不支持", "Sign-type signatures are not yet supported"
+            )
+        else:
+            raw = _CHECKS[check_id](f, ctx)
+        out.append(apply_policy(raw, ctx.policy))
+    return tuple(out)

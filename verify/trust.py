@@ -1,0 +1,154 @@
+"""Where trust comes from: trust anchors, intermediates, CRLs and seal status.
+
+:class:`TrustSource` is the interface the engine asks; :class:`FileTrustSource` answers from
+certificate and CRL files (offline verification). The seal registry implements the same protocol
+with its own CA hierarchy and the live state of the seals it issued.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol, TypeVar, runtime_checkable
+
+from core.errors import ConfigurationError, EsealError
+from gmpki.ca import import_ca_certificates
+from gmpki.crl import CertificateRevocationList, load_crl
+from gmpki.x509 import Certificate
+
+_CRL_SUFFIXES: Final = frozenset({".crl"})
+_CERT_SUFFIXES: Final = frozenset({".pem", ".crt", ".cer", ".der"})
+_MAX_TRUST_FILE: Final = 16 * 1024 * 1024
+T = TypeVar("T")
+
+
+class SealState(enum.StrEnum):
+    ACTIVE = "active"  # issued and usable
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"  # the source tracks seals but does not know this one (or these bytes)
+
+
+@dataclass(frozen=True)
+class SealStatusFact:
+    """The state of a seal as a trust source knows it; ``changed_at`` is when it entered that state."""
+
+    state: SealState
+    changed_at: dt.datetime | None = None
+    source: str = ""  # who says so, for the report (e.g. a registry name)
+
+
+@runtime_checkable
+class TrustSource(Protocol):
+    def trust_anchors(self, at: dt.datetime) -> Sequence[Certificate]:
+        """Certificates trusted as roots at ``at``."""
+        ...
+
+    def intermediates(self, at: dt.datetime) -> Sequence[Certificate]:
+        """Untrusted CA certificates that may help build a path."""
+        ...
+
+    def crls(self, at: dt.datetime) -> Sequence[CertificateRevocationList]:
+        """Revocation lists to consult (empty: revocation cannot be checked)."""
+        ...
+
+    def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
+        """The seal's state at ``at``; None when this source does not track seals."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileTrustSource:
+    """A fixed set of anchors, intermediates and CRLs; no seal status."""
+
+    anchors: tuple[Certificate, ...]
+    intermediate_certificates: tuple[Certificate, ...] = ()
+    revocation_lists: tuple[CertificateRevocationList, ...] = ()
+
+    def trust_anchors(self, at: dt.datetime) -> Sequence[Certificate]:
+        return self.anchors
+
+    def intermediates(self, at: dt.datetime) -> Sequence[Certificate]:
+        return self.intermediate_certificates
+
+    def crls(self, at: dt.datetime) -> Sequence[CertificateRevocationList]:
+        return self.revocation_lists
+
+    def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
+        return None
+
+    @classmethod
+    def from_paths(
+        cls,
+        anchors: Iterable[Path | str],
+        *,
+        crls: Iterable[Path | str] = (),
+        intermediates: Iterable[Path | str] = (),
+    ) -> FileTrustSource:
+        """Load CA certificates (PEM bundles or DER) and CRLs (PEM or DER) from files or directories.
+
+        In a directory, ``*.crl`` files are CRLs and ``*.pem``/``*.crt``/``*.cer``/``*.der`` files
+        are certificates; other files are ignored. Every certificate must be a CA certificate.
+        """
+        anchor_certs: list[Certificate] = []
+        crl_list: list[CertificateRevocationList] = []
+        for path in _files(anchors):
+            if path.suffix.lower() in _CRL_SUFFIXES:
+                crl_list.append(_load(path, load_crl))
+            else:
+                anchor_certs.extend(_load(path, import_ca_certificates))
+        for path in _files(crls):
+            crl_list.append(_load(path, load_crl))
+        middle: list[Certificate] = []
+        for path in _files(intermediates):
+            middle.extend(_load(path, import_ca_certificates))
+        if not anchor_certs:
+            raise ConfigurationError("未找到任何信任锚证书", "no trust anchor certificate found")
+        return cls(tuple(_unique(anchor_certs)), tuple(_unique(middle)), tuple(crl_list))
+
+
+def _files(paths: Iterable[Path | str]) -> list[Path]:
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(
+                p
+                for p in sorted(path.iterdir())
+                if p.is_file() and p.suffix.lower() in _CERT_SUFFIXES | _CRL_SUFFIXES
+            )
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise ConfigurationError(f"信任文件不存在：{path}", f"trust file not found: {path}")
+    return out
+
+
+def _load(path: Path, loader: Callable[[bytes], T]) -> T:
+    try:
+        if path.stat().st_size > _MAX_TRUST_FILE:
+            raise ConfigurationError(f"信任文件过大：{path}", f"trust file too large: {path}")
+        return loader(path.read_bytes())
+    except EsealError as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(
+            f"无法读取信任文件 {path}：{exc.message_zh}", f"cannot read trust file {path}: {exc.message_en}"
+        ) from exc
+    except OSError as exc:
+        raise ConfigurationError(
+            f"无法读取信任文件 {path}：{exc}", f"cannot read trust file {path}: {exc}"
+        ) from exc
+
+
+def _unique(certs: Iterable[Certificate]) -> list[Certificate]:
+    seen: set[bytes] = set()
+    out: list[Certificate] = []
+    for c in certs:
+        if c.der not in seen:
+            seen.add(c.der)
+            out.append(c)
+    return out
