@@ -12,7 +12,7 @@ from core.settings import Settings, get_settings
 
 from . import audit_signing, metrics, problems
 from .context import ServiceContext, open_context
-from .routes import audit, departments, pki, seals, system, tokens
+from .routes import audit, departments, pki, seals, sign, system, tokens, tsa, verify
 
 DESCRIPTION = """
 eseal — 电子印章与电子证照可信服务 / trust service for electronic seals and electronic licences
@@ -52,5 +52,7 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     app.include_router(pki.router)
     app.include_router(departments.router)
     app.include_router(seals.router)
-    app.include_router(__import__("api.routes.tsa", fromlist=["router"]).router)
+    app.include_router(tsa.router)
+    app.include_router(sign.router)
+    app.include_router(verify.router)
     return app

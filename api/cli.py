@@ -336,10 +336,13 @@ def audit_sign_head() -> None:
 
 
 # Imported last: the sub-apps use this module's console and service() helpers.
+from . import cli_sign, cli_verify  # noqa: E402
 from .cli_seal import department_app, seal_app  # noqa: E402
 
 app.add_typer(department_app, name="department")
 app.add_typer(seal_app, name="seal")
+cli_sign.register(app)
+cli_verify.register(app)
 
 
 if __name__ == "__main__":  # pragma: no cover
