@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     pkcs11_sm2_signs_message: bool = Field(
         default=False, description="True when the vendor SM2 mechanism hashes (Z and SM3) inside the token."
     )
+    tsa_policy_oid: str = Field(
+        default="1.3.6.1.4.1.55555.1.1",
+        description="TSA policy OID. The default is a PLACEHOLDER under an arc eseal does not own.",
+    )
+    tsa_urls: list[str] = Field(
+        default_factory=list, description="External RFC 3161 TSA URLs, tried before the built-in TSA."
+    )
     region_code: str = Field(default="110000", description="Administrative region code of this deployment.")
     region_name: str = Field(default="演示地区 Demo Region")
     public_base_url: str = "http://127.0.0.1:8000"

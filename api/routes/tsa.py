@@ -47,7 +47,7 @@ async def _read_body(request: Request) -> bytes:
 
 def _respond(ctx: ServiceContext, query: bytes) -> bytes:
     # ESEAL_TSA_POLICY_OID once core.settings grows the field; the placeholder until then.
-    policy = getattr(ctx.settings, "tsa_policy_oid", None) or DEFAULT_POLICY_OID
+    policy = ctx.settings.tsa_policy_oid or DEFAULT_POLICY_OID
     try:
         with ctx.sessions() as session:
             tsa = TimeStampAuthority.from_region(session, ctx.keystore, policy_oid=policy)
