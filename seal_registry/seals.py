@@ -15,7 +15,7 @@ write lock first: transitions and signings then run one at a time, which gives t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -696,6 +696,81 @@ def authorize_use(
     )
 
 
+@dataclass(frozen=True)
+class ToBeSigned:
+    """What a signing caller hands back once it knows the seal: the data's SM3 and the propertyInfo,
+    plus facts for the audit entry (e.g. the SM3 of the whole document)."""
+
+    data_hash: bytes
+    property_info: str
+    audit_details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SignatureMade:
+    grant: SealGrant
+    signature: bytes = field(repr=False)  # SES_Signature DER
+    signing_time: datetime
+
+
+def sign_prepared(
+    session: Session,
+    keystore: KeyStore,
+    *,
+    es_id: str,
+    department_id: str,
+    actor: str,
+    prepare: Callable[[SealGrant, datetime], ToBeSigned],
+    time_stamp: Callable[[bytes], bytes] | None = None,
+    at: datetime | None = None,
+) -> SignatureMade:
+    """Authorise, let ``prepare`` build what is signed, sign it and audit it — all in the caller's
+    transaction.
+
+    ``prepare`` runs after :func:`authorize_use` (so it sees the seal bytes, e.g. to size a stamp or
+    write Seal.esl into the document) and receives the signing time that goes into ``timeInfo``.
+    ``at`` fixes that time (replays and tests; the API and CLI never pass it); it is truncated to
+    whole seconds because GeneralizedTime carries no fractions here. The audit entry
+    ``signature.made`` carries ``prepare``'s ``audit_details`` next to the standard facts.
+    """
+    _actor(actor)
+    now = (utcnow() if at is None else at).replace(microsecond=0)
+    grant = authorize_use(session, es_id=es_id, department_id=department_id, at=now)
+    request = prepare(grant, now)
+    if len(request.data_hash) != 32:
+        raise InvalidInput("dataHash 必须为 32 字节 SM3 摘要", "data_hash must be a 32-byte SM3 digest")
+    signature = ses.make_ses_signature(
+        grant.seal_der,
+        bytes(request.data_hash),
+        request.property_info,
+        grant.signer_certificate_der,
+        KeyStoreSigner(keystore, grant.signer_key_id),
+        now,
+        time_stamp=time_stamp,
+    )
+    details: dict[str, Any] = dict(request.audit_details)
+    details.update(
+        {
+            "es_id": grant.es_id,
+            "department_id": grant.department_id,
+            "data_sm3": bytes(request.data_hash).hex(),
+            "signature_sm3": sm3(signature).hex(),
+            "property_info": request.property_info,
+            "signing_time": now.isoformat(),
+            "time_stamped": time_stamp is not None,
+        }
+    )
+    audit_append(
+        session,
+        actor=actor,
+        action="signature.made",
+        subject_type="seal",
+        subject_id=grant.seal_id,
+        details=details,
+    )
+    return SignatureMade(grant, signature, now)
+
+
 def sign_with_seal(
     session: Session,
     keystore: KeyStore,
@@ -705,6 +780,8 @@ def sign_with_seal(
     data_hash: bytes,
     property_info: str,
     actor: str,
+    time_stamp: Callable[[bytes], bytes] | None = None,
+    audit_details: Mapping[str, Any] | None = None,
 ) -> bytes:
     """An SES_Signature (GB/T 38540) over ``data_hash`` (SM3 of the signed data), made now with the
     department's key, after :func:`authorize_use`; audited as ``signature.made`` in the caller's
@@ -712,27 +789,14 @@ def sign_with_seal(
     """
     if len(data_hash) != 32:
         raise InvalidInput("dataHash 必须为 32 字节 SM3 摘要", "data_hash must be a 32-byte SM3 digest")
-    now = utcnow()
-    grant = authorize_use(session, es_id=es_id, department_id=department_id, at=now)
-    signature = ses.make_ses_signature(
-        grant.seal_der,
-        bytes(data_hash),
-        property_info,
-        grant.signer_certificate_der,
-        KeyStoreSigner(keystore, grant.signer_key_id),
-        now,
-    )
-    audit_append(
+    request = ToBeSigned(bytes(data_hash), property_info, dict(audit_details or {}))
+    made = sign_prepared(
         session,
+        keystore,
+        es_id=es_id,
+        department_id=department_id,
         actor=actor,
-        action="signature.made",
-        subject_type="seal",
-        subject_id=grant.seal_id,
-        details={
-            "es_id": grant.es_id,
-            "data_sm3": bytes(data_hash).hex(),
-            "signature_sm3": sm3(signature).hex(),
-            "property_info": property_info,
-        },
+        prepare=lambda _grant, _now: request,
+        time_stamp=time_stamp,
     )
-    return signature
+    return made.signature
