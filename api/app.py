@@ -12,7 +12,12 @@ from core.settings import Settings, get_settings
 
 from . import audit_signing, metrics, problems
 from .context import ServiceContext, open_context
-from .routes import audit, departments, pki, seals, sign, system, tokens, tsa, verify
+from .routes import audit, departments, federation, pki, seals, sign, system, tokens, tsa, verify
+from .routes import batch as batch
+from .routes import licence_admin as licence_admin
+from .routes import licence_catalogue as licence_catalogue
+from .routes import licence_holder as licence_holder
+from .routes import licences as licences
 
 DESCRIPTION = """
 eseal — 电子印章与电子证照可信服务 / trust service for electronic seals and electronic licences
@@ -55,4 +60,10 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     app.include_router(tsa.router)
     app.include_router(sign.router)
     app.include_router(verify.router)
+    app.include_router(batch.router)
+    app.include_router(federation.router)
+    app.include_router(licences.router)
+    app.include_router(licence_catalogue.router)
+    app.include_router(licence_holder.router)
+    app.include_router(licence_admin.router)
     return app

@@ -94,12 +94,15 @@ def bootstrap(ctx: ServiceContext, *, demo: bool) -> None:
     from core.db import transaction
     from core.tokens import Role, has_admin, issue_token
     from seal_registry.demo import ensure_demo_data
-    from seal_registry.pki import init_region
+    from seal_registry.pki import init_pades, init_region
 
     with transaction(ctx.sessions) as s:
         summary = init_region(s, ctx.keystore, ctx.settings, actor=CLI_ACTOR)
         if summary.created:
             out.print(f"地区 CA 已创建 Region CA created: {summary.root.subject}")
+    with transaction(ctx.sessions) as s:
+        # PDF readers do not know SM2: the region also runs an ECDSA "PAdES interop" root for PDF seals.
+        init_pades(s, ctx.keystore, ctx.settings, actor=CLI_ACTOR)
     if demo:
         ensure_demo_data(ctx.sessions, ctx.keystore, actor=CLI_ACTOR, console=out)
     with transaction(ctx.sessions) as s:
@@ -127,6 +130,17 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="嵌入式默认配置与演示数据 / embedded defaults and demo data")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="工作进程数（验证为 CPU 密集型，每核一个）/ worker processes (one per core)",
+        ),
+    ] = 2,
+    access_log: Annotated[
+        bool, typer.Option(help="每个请求记一行访问日志 / log one line per request")
+    ] = True,
 ) -> None:
     """启动服务 / start the HTTP service."""
     import uvicorn
@@ -135,8 +149,30 @@ def serve(
 
     with service(demo) as ctx:
         bootstrap(ctx, demo=demo)
-        out.print(f"eseal 服务 listening on http://{host}:{port}  (API docs: /docs)")
-        uvicorn.run(create_app(ctx.settings, context=ctx), host=host, port=port, log_level="info")
+        out.print(f"eseal 服务 listening on http://{host}:{port}  (API docs: /docs, {workers} worker(s))")
+        if workers == 1:
+            uvicorn.run(
+                create_app(ctx.settings, context=ctx),
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=access_log,
+            )
+            return
+        # Each worker builds its own context from the environment: hand it what the parent derived.
+        if ctx.settings.keystore_passphrase_file is not None and ctx.settings.keystore_passphrase is None:
+            os.environ.setdefault(
+                "ESEAL_KEYSTORE_PASSPHRASE_FILE", str(ctx.settings.keystore_passphrase_file)
+            )
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+    )
 
 
 # --- ca --------------------------------------------------------------------------------------------
@@ -168,10 +204,10 @@ def ca_show() -> None:
 @handle_errors
 def ca_export(cert_id: int, output: Annotated[Path | None, typer.Option("-o")] = None) -> None:
     """导出证书（PEM）/ export a certificate as PEM."""
-    from seal_registry.pki import certificate_of, get_certificate
+    from seal_registry.pki import certificate_pem, get_certificate
 
     with service() as ctx, ctx.sessions() as s:
-        pem = certificate_of(get_certificate(s, cert_id)).to_pem()
+        pem = certificate_pem(get_certificate(s, cert_id))
     if output:
         output.write_text(pem)
     else:
@@ -337,13 +373,15 @@ def audit_sign_head() -> None:
 
 # Imported last: the sub-apps use this module's console and service() helpers.
 from . import cli_sign, cli_verify  # noqa: E402
+from .cli_federation import peer_app, trust_list_app  # noqa: E402
+from .cli_licence import licence_app  # noqa: E402
 from .cli_seal import department_app, seal_app  # noqa: E402
 
 app.add_typer(department_app, name="department")
 app.add_typer(seal_app, name="seal")
+app.add_typer(licence_app, name="licence")
+app.add_typer(peer_app, name="peer")
+app.add_typer(trust_list_app, name="trust-list")
 cli_sign.register(app)
 cli_verify.register(app)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

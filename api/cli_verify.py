@@ -140,7 +140,9 @@ def trust_from_options(
             lists = tuple(load_crl(_read(p, "CRL 文件", "CRL file")) for p in crl)
             sources.append(FileTrustSource((), (), lists))
         if local:
-            from seal_registry.trust_source import RegistryTrustSource
+            from datetime import timedelta
+
+            from seal_registry.peers import FederatedTrustSource
 
             ctx = stack.enter_context(service())
             try:
@@ -154,7 +156,13 @@ def trust_from_options(
                     )
                 )
             sources.insert(
-                0, RegistryTrustSource(ctx.sessions, keystore, region_code=ctx.settings.region_code)
+                0,
+                FederatedTrustSource(
+                    ctx.sessions,
+                    keystore,
+                    region_code=ctx.settings.region_code,
+                    grace=timedelta(seconds=ctx.settings.federation_grace_s),
+                ),
             )
         base: TrustSource | None = None
         if len(sources) == 1:

@@ -29,7 +29,15 @@ _PG_MIGRATION_LOCK = 0x65_5345_414C  # "eSEAL"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Every module defining ORM models; env.py imports them so autogenerate sees all tables.
-MODEL_MODULES: list[str] = ["core.audit", "core.tokens", "hsm_adapters.soft", "seal_registry.models"]
+MODEL_MODULES: list[str] = [
+    "core.audit",
+    "core.tokens",
+    "hsm_adapters.soft",
+    "seal_registry.models",
+    "signer.batch_models",
+    "seal_registry.federation_models",
+    "licence_store.models",
+]
 
 
 def import_models() -> None:

@@ -47,6 +47,32 @@ class Settings(BaseSettings):
     audit_head_sign_interval_s: float = Field(
         default=60.0, description="Seconds between signatures of the audit chain head by the service key."
     )
+    # Cross-region recognition (seal_registry.trust_list, seal_registry.peers).
+    federation_sync_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between fetches of every peer's trust list (0: on demand only).",
+    )
+    federation_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds a peer's list stays trusted past its next update (then: INDETERMINATE).",
+    )
+    federation_fetch_timeout_s: float = Field(
+        default=10.0, gt=0, description="Timeout of one trust list fetch."
+    )
+    federation_max_list_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Largest trust list accepted from a peer."
+    )
+    trust_list_validity_s: float = Field(
+        default=6 * 3600.0, gt=0, description="Seconds from a trust list's issue to its next update."
+    )
+    trust_list_reissue_s: float = Field(
+        default=3600.0, gt=0, description="An unchanged trust list is signed again after this many seconds."
+    )
+    trust_list_max_age_s: int = Field(
+        default=60, ge=0, description="Cache-Control max-age of the published trust list."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -20,7 +20,7 @@ from typing import ClassVar, Final
 from core.errors import CertificateError, InvalidInput
 
 from .crl import CertificateRevocationList, RevokedCertificate
-from .x509 import Certificate
+from .x509 import SIGNATURE_CACHE, Certificate, names_equal
 
 MAX_PATH_LENGTH: Final = 12
 
@@ -91,7 +91,25 @@ def _key_id_compatible(child: Certificate, issuer: Certificate) -> bool:
 
 
 def _issuer_candidates(child: Certificate, pool: Iterable[Certificate]) -> list[Certificate]:
-    return [c for c in pool if c.subject_name == child.issuer_name and _key_id_compatible(child, c)]
+    return [
+        c for c in pool if names_equal(c.subject_name, child.issuer_name) and _key_id_compatible(child, c)
+    ]
+
+
+def crl_signature_valid(crl: CertificateRevocationList, issuer: Certificate) -> bool:
+    """Whether ``issuer``'s key signed ``crl``; remembered per (CRL, key), like certificate signatures."""
+    return SIGNATURE_CACHE.get_or_compute(
+        (crl.der, issuer.public_key.point), lambda: crl.verify_signature(issuer.public_key)
+    )
+
+
+def crl_may_be_issued_by(crl: CertificateRevocationList, issuer: Certificate) -> bool:
+    """:meth:`CertificateRevocationList.may_be_issued_by` with the cached name comparison."""
+    if not names_equal(crl.issuer_name, issuer.subject_name):
+        return False
+    return not (
+        crl.authority_key_id and issuer.subject_key_id and crl.authority_key_id != issuer.subject_key_id
+    )
 
 
 def _build_path(
@@ -201,12 +219,12 @@ def _check_issuer(issuer: Certificate) -> None:
 def _crls_for(
     cert: Certificate, issuer: Certificate, crls: Sequence[CertificateRevocationList]
 ) -> list[CertificateRevocationList]:
-    matching = [c for c in crls if c.issuer_name == cert.issuer_name]
+    matching = [c for c in crls if names_equal(c.issuer_name, cert.issuer_name)]
     usable: list[CertificateRevocationList] = []
     for c in matching:
-        if not c.may_be_issued_by(issuer):
+        if not crl_may_be_issued_by(c, issuer):
             continue
-        if not c.verify_signature(issuer.public_key):
+        if not crl_signature_valid(c, issuer):
             raise PathValidationError(
                 "crl_invalid",
                 cert,

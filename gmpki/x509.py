@@ -9,11 +9,13 @@ over the default ID, which is what GM/T 0015 prescribes for certificates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from asn1crypto import algos, keys, pem
 from asn1crypto import x509 as asn1_x509
@@ -54,6 +56,84 @@ KEY_USAGES: Final = frozenset(
         "decipher_only",
     }
 )
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+# --- content-keyed caches ----------------------------------------------------------------------------
+class LruCache(Generic[K, V]):
+    """A bounded, thread-safe least-recently-used map.
+
+    Used only for results that are a pure function of their key (a parse of given bytes, a
+    signature check over given bytes with a given key), so a hit can never change an outcome;
+    the bound keeps a flood of distinct hostile inputs from growing the process.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return value
+
+    def get_or_compute(self, key: K, compute: Callable[[], V]) -> V:
+        """The cached value, or ``compute()`` stored under ``key``; computed outside the lock, so two
+        threads may both compute a new key once (the results are equal by construction)."""
+        found = self.get(key)
+        return found if found is not None else self.put(key, compute())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+
+# Parsed certificates by their DER; a verifier meets the same few CA, maker and department
+# certificates over and over, and parsing one with asn1crypto costs more than an SM2 verify.
+CERTIFICATE_CACHE: Final[LruCache[bytes, Certificate]] = LruCache(2048)
+# Certificate signature checks by (certificate DER, issuer public point): deterministic.
+SIGNATURE_CACHE: Final[LruCache[tuple[bytes, bytes], bool]] = LruCache(4096)
+# RFC 5280 name comparisons (asn1crypto's string preparation is slow) by the two names' DER.
+NAME_CACHE: Final[LruCache[tuple[bytes, bytes], bool]] = LruCache(4096)
+
+
+def clear_caches() -> None:
+    """Empty the certificate caches (tests; a long-running process never needs to)."""
+    for cache in (CERTIFICATE_CACHE, SIGNATURE_CACHE, NAME_CACHE):
+        cache.clear()
+
+
+def names_equal(a: asn1_x509.Name, b: asn1_x509.Name) -> bool:
+    """RFC 5280 7.1 name equality (asn1crypto's), remembered per pair of encodings."""
+    da, db = a.dump(), b.dump()
+    if da == db:
+        return True
+    key = (da, db) if da < db else (db, da)
+    return NAME_CACHE.get_or_compute(key, lambda: bool(a == b))
+
 
 _SHORT_NAMES: Final[Mapping[str, str]] = {
     "2.5.4.3": "CN",
@@ -301,9 +381,9 @@ class Certificate:
     def unhandled_critical_extensions(self) -> frozenset[str]:
         return self.critical_extensions - HANDLED_EXTENSIONS
 
-    @property
+    @cached_property
     def is_self_issued(self) -> bool:
-        return bool(self.subject_name == self.issuer_name)
+        return names_equal(self.subject_name, self.issuer_name)
 
     def describe(self) -> str:
         """Subject and serial, for messages: ``CN=x,O=y (serial 0x1a2b)``."""
@@ -314,8 +394,12 @@ class Certificate:
         return self.not_before <= when <= self.not_after
 
     def verify_signature(self, issuer_key: sm2.SM2PublicKey) -> bool:
-        """Whether ``issuer_key`` made this certificate's signature (over the tbs bytes as read)."""
-        return sm2.verify(issuer_key, self.tbs_der, self.signature)
+        """Whether ``issuer_key`` made this certificate's signature (over the tbs bytes as read).
+
+        Remembered per (certificate, key): the answer depends on nothing else."""
+        return SIGNATURE_CACHE.get_or_compute(
+            (self.der, issuer_key.point), lambda: sm2.verify(issuer_key, self.tbs_der, self.signature)
+        )
 
     def to_pem(self) -> str:
         armored: bytes = pem.armor("CERTIFICATE", self.der)
@@ -411,10 +495,20 @@ def certificate_from_asn1(cert: asn1_x509.Certificate, der: bytes) -> Certificat
     )
 
 
-def load_certificate_der(data: bytes, *, max_size: int = CERT_MAX_SIZE) -> Certificate:
-    der = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else data
+def _parse_certificate_der(der: bytes, max_size: int) -> Certificate:
     cert = load_der(asn1_x509.Certificate, der, max_size=max_size, what_zh="证书", what_en="certificate")
     return certificate_from_asn1(cert, bytes(der))
+
+
+def load_certificate_der(data: bytes, *, max_size: int = CERT_MAX_SIZE) -> Certificate:
+    """One SM2 certificate from DER. The same bytes give the same (shared, immutable) view: parses
+    are cached by content; input that fails to parse is never cached and fails every time."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        return _parse_certificate_der(data, max_size)  # load_der reports the wrong type
+    der = bytes(data)
+    if not der or len(der) > max_size:
+        return _parse_certificate_der(der, max_size)  # empty / too large: load_der raises
+    return CERTIFICATE_CACHE.get_or_compute(der, lambda: _parse_certificate_der(der, max_size))
 
 
 def load_certificate(data: bytes, *, max_size: int = CERT_MAX_SIZE) -> Certificate:

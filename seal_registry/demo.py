@@ -12,7 +12,7 @@ from hsm_adapters.keystore import KeyStore
 
 from .departments import create_department
 from .models import Department, PkiCertificate
-from .pki import issue_department_certificate
+from .pki import CertRole, issue_department_certificate, issue_pades_certificate, pades_ready
 from .uscc import check_character
 
 DEMO_NAME = "演示市市场监督管理局"
@@ -38,4 +38,16 @@ def ensure_demo_data(
         if has_cert is None:
             row = issue_department_certificate(s, keystore, dept, actor=actor)
             console.print(f"演示部门证书 demo department certificate: {row.subject}")
+    with transaction(sessions) as s:
+        has_pades = s.scalar(
+            select(PkiCertificate.id)
+            .where(
+                PkiCertificate.department_id == dept.id,
+                PkiCertificate.role == CertRole.PADES_DEPARTMENT.value,
+            )
+            .limit(1)
+        )
+        if has_pades is None and pades_ready(s):
+            row = issue_pades_certificate(s, keystore, dept, actor=actor)
+            console.print(f"演示部门 PDF 签名证书 demo department PDF certificate: {row.subject}")
     return dept

@@ -7,19 +7,30 @@ belongs to, and is the one place that issues, revokes and lists them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from asn1crypto import pem
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audit import append as audit_append
 from core.db import utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, KeyStoreError, NotFound, NotUsable
 from core.settings import Settings
 from gmpki import ca
 from gmpki.crl import REASONS, CertificateRevocationList, RevokedCertificate, build_crl
+from gmpki.sm3 import sm3_hex
 from gmpki.x509 import Certificate, build_name, load_certificate_der
+from gmpki.x509_interop import (
+    InteropKeyType,
+    interop_key_type,
+    issue_interop_root,
+    issue_interop_signer,
+    issue_interop_tsa,
+    load_interop_certificate,
+)
 from hsm_adapters.keystore import KeyAlgorithm, KeyStore, KeyStoreSigner
 
 from .models import Department, PkiCertificate
@@ -34,6 +45,12 @@ class CertRole(enum.StrEnum):
     SERVICE = "service"
     DEPARTMENT = "department"
     ANCHOR = "anchor"  # an external CA configured as a trust anchor
+    # The PAdES interop hierarchy (ECDSA/RSA, for PDF readers that cannot verify SM2): its root, its
+    # TSA and the departments' PDF signing certificates. Not SM2: read them with
+    # gmpki.x509_interop.load_interop_certificate, never with certificate_of.
+    PADES_ROOT = "pades_root"
+    PADES_TSA = "pades_tsa"
+    PADES_DEPARTMENT = "pades_department"
 
 
 def record_certificate(
@@ -80,6 +97,12 @@ def current_certificate(session: Session, role: CertRole) -> PkiCertificate:
             f"Region not initialised: no {role.value} certificate (run `eseal init`)",
         )
     return row
+
+
+def certificate_pem(row: PkiCertificate) -> str:
+    """PEM of any stored certificate (SM2 or the ECDSA/RSA PAdES ones, which gmpki.x509 does not load)."""
+    armored: bytes = pem.armor("CERTIFICATE", row.der)
+    return armored.decode("ascii")
 
 
 def get_certificate(session: Session, cert_id: int) -> PkiCertificate:
@@ -283,3 +306,205 @@ def list_certificates(session: Session, role: CertRole | None = None) -> list[Pk
 
 def service_signer(session: Session, keystore: KeyStore) -> KeyStoreSigner:
     return signer_for(keystore, current_certificate(session, CertRole.SERVICE))
+
+
+# --- the PAdES interop hierarchy (ECDSA P-256 / RSA) -------------------------------------------------
+_PADES_ALGORITHMS = {KeyAlgorithm.EC_P256: InteropKeyType.EC_P256, KeyAlgorithm.RSA_3072: InteropKeyType.RSA}
+
+
+def _record_interop(
+    session: Session, der: bytes, role: CertRole, *, key_id: str, department_id: str | None = None
+) -> PkiCertificate:
+    view = load_interop_certificate(der)
+    row = PkiCertificate(
+        role=role.value,
+        subject=view.subject[:500],
+        issuer=view.issuer[:500],
+        serial_hex=f"{view.serial:x}",
+        not_before=view.not_before,
+        not_after=view.not_after,
+        der=der,
+        sm3=sm3_hex(der),
+        key_id=key_id,
+        department_id=department_id,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _interop_key(keystore: KeyStore, label: str, algorithm: KeyAlgorithm) -> str:
+    """Reuse a key left by an earlier, interrupted call (its certificate was rolled back)."""
+    existing = keystore.find(label)
+    if existing is not None:
+        if existing.algorithm is not algorithm:
+            raise KeyStoreError(
+                f"密钥标签 {label} 已被 {existing.algorithm.value} 密钥占用",
+                f"Key label {label} is taken by an {existing.algorithm.value} key",
+            )
+        return existing.id
+    return keystore.generate(algorithm, label).id
+
+
+def _store_sign(keystore: KeyStore, key_id: str) -> Callable[[bytes], bytes]:
+    def sign(message: bytes) -> bytes:
+        return keystore.sign(key_id, message)
+
+    return sign
+
+
+@dataclass(frozen=True)
+class PadesSummary:
+    created: bool
+    root: PkiCertificate
+    tsa: PkiCertificate
+
+
+def init_pades(session: Session, keystore: KeyStore, settings: Settings, *, actor: str) -> PadesSummary:
+    """Create the region's PAdES interop root and TSA (ECDSA P-256) once; later calls return them.
+
+    Call it before any other write of the caller's transaction: on SQLite the soft key store writes
+    new keys through its own connection and would wait on this session's write lock.
+    """
+    existing = session.scalar(
+        select(func.count())
+        .select_from(PkiCertificate)
+        .where(PkiCertificate.role == CertRole.PADES_ROOT.value)
+    )
+    if existing:
+        return PadesSummary(
+            False,
+            current_certificate(session, CertRole.PADES_ROOT),
+            current_certificate(session, CertRole.PADES_TSA),
+        )
+    region, org = settings.region_code, settings.region_name
+    root_key = _interop_key(keystore, f"region-{region}-pades-root", KeyAlgorithm.EC_P256)
+    tsa_key = _interop_key(keystore, f"region-{region}-pades-tsa", KeyAlgorithm.EC_P256)
+    root_der = issue_interop_root(
+        _store_sign(keystore, root_key),
+        keystore.public_key(root_key).public_key_der,
+        build_name(f"{org} PAdES 互通根CA Interop Root", organization=org),
+    )
+    tsa_der = issue_interop_tsa(
+        _store_sign(keystore, root_key),
+        root_der,
+        keystore.public_key(tsa_key).public_key_der,
+        build_name(f"{org} PAdES 时间戳服务 TSA", organization=org),
+    )
+    root_row = _record_interop(session, root_der, CertRole.PADES_ROOT, key_id=root_key)
+    tsa_row = _record_interop(session, tsa_der, CertRole.PADES_TSA, key_id=tsa_key)
+    audit_append(
+        session,
+        actor=actor,
+        action="pades.initialised",
+        subject_type="region",
+        subject_id=region,
+        details={"root_sm3": root_row.sm3, "tsa_sm3": tsa_row.sm3},
+    )
+    return PadesSummary(True, root_row, tsa_row)
+
+
+def issue_pades_certificate(
+    session: Session,
+    keystore: KeyStore,
+    department: Department,
+    *,
+    algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+    actor: str,
+) -> PkiCertificate:
+    """A new ECDSA P-256 or RSA key in the key store and its PDF signing certificate for
+    ``department``, issued by the region's PAdES interop root (:func:`init_pades` first).
+
+    Call it before any other write of the caller's transaction: on SQLite the soft key store writes
+    the new key through its own connection and would wait on this session's write lock.
+    """
+    if algorithm not in _PADES_ALGORITHMS:
+        raise InvalidInput(
+            f"PDF 互通证书仅支持 EC_P256 与 RSA_3072（实际 {algorithm}）",
+            f"PAdES certificates use EC_P256 or RSA_3072 keys, not {algorithm}",
+        )
+    root_row = current_certificate(session, CertRole.PADES_ROOT)
+    if root_row.key_id is None:
+        raise InvalidInput(f"证书 {root_row.id} 没有本地密钥", f"Certificate {root_row.id} has no local key")
+    n = session.scalar(
+        select(func.count())
+        .select_from(PkiCertificate)
+        .where(
+            PkiCertificate.department_id == department.id,
+            PkiCertificate.role == CertRole.PADES_DEPARTMENT.value,
+        )
+    )
+    key_id = _interop_key(keystore, f"pades-{department.id}-{(n or 0) + 1}", algorithm)
+    der = issue_interop_signer(
+        _store_sign(keystore, root_row.key_id),
+        root_row.der,
+        keystore.public_key(key_id).public_key_der,
+        build_name(department.name, organization=department.name, social_credit_code=department.uscc),
+    )
+    row = _record_interop(session, der, CertRole.PADES_DEPARTMENT, key_id=key_id, department_id=department.id)
+    audit_append(
+        session,
+        actor=actor,
+        action="certificate.issued",
+        subject_type="certificate",
+        subject_id=str(row.id),
+        details={
+            "role": row.role,
+            "department_id": department.id,
+            "algorithm": algorithm.value,
+            "serial": row.serial_hex,
+            "sm3": row.sm3,
+        },
+    )
+    return row
+
+
+def pades_certificate_for(
+    session: Session, department_id: str, algorithm: KeyAlgorithm, at: datetime | None = None
+) -> PkiCertificate:
+    """The department's newest unrevoked, in-date PAdES certificate with an ``algorithm`` key."""
+    wanted = _PADES_ALGORITHMS.get(algorithm)
+    at = utcnow() if at is None else at
+    rows = session.scalars(
+        select(PkiCertificate)
+        .where(
+            PkiCertificate.department_id == department_id,
+            PkiCertificate.role == CertRole.PADES_DEPARTMENT.value,
+            PkiCertificate.revoked_at.is_(None),
+        )
+        .order_by(PkiCertificate.id.desc())
+    )
+    for row in rows:
+        if row.key_id is None or not row.not_before <= at <= row.not_after:
+            continue
+        spki = load_interop_certificate(row.der).asn1.public_key.dump()
+        if wanted is not None and interop_key_type(spki) is wanted:
+            return row
+    raise NotUsable(
+        f"部门没有可用的 {algorithm.value} PDF 签名证书（请先签发 PAdES 证书）",
+        f"The department has no usable {algorithm.value} PDF signing certificate "
+        "(issue a PAdES certificate first)",
+        department_id=department_id,
+    )
+
+
+def pades_ready(session: Session) -> bool:
+    """Whether :func:`init_pades` has run (a PAdES interop root exists)."""
+    return bool(
+        session.scalar(
+            select(func.count())
+            .select_from(PkiCertificate)
+            .where(PkiCertificate.role == CertRole.PADES_ROOT.value)
+        )
+    )
+
+
+def pades_trust_anchors(session: Session) -> list[bytes]:
+    """DER of the region's unrevoked PAdES interop roots: what PDF verification trusts besides SM2."""
+    rows = session.scalars(
+        select(PkiCertificate).where(
+            PkiCertificate.role == CertRole.PADES_ROOT.value, PkiCertificate.revoked_at.is_(None)
+        )
+    ).all()
+    return [r.der for r in rows]

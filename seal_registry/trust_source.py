@@ -24,7 +24,7 @@ from verify.status_snapshot import region_of_es_id, status_fact
 from verify.trust import SealState, SealStatusFact
 
 from .models import Department, PkiCertificate, Seal, SealEvent
-from .pki import CertRole, current_certificate, current_crl, trust_anchors
+from .pki import CertRole, current_certificate, current_crl, pades_trust_anchors, trust_anchors
 
 SOURCE_NAME = "本地印章登记系统 local seal registry"
 # A signed CRL is rebuilt when a revocation happens or after this long, never per request.
@@ -59,6 +59,11 @@ class RegistryTrustSource:
 
     def intermediates(self, at: datetime) -> Sequence[Certificate]:
         return ()  # the region root issues every certificate directly
+
+    def interop_anchors(self, at: datetime) -> Sequence[bytes]:
+        """The region's PAdES interop roots (ECDSA), which PDF signatures by readers' standards chain to."""
+        with self._sessions() as s:
+            return pades_trust_anchors(s)
 
     def crls(self, at: datetime) -> Sequence[CertificateRevocationList]:
         if self._keystore is None:

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
+from core.audit import append as audit_append
 from core.errors import InvalidInput
 from gmpki.cms import (
     CmsAlgorithm,
@@ -22,9 +25,12 @@ from gmpki.cms import (
     sign_detached,
     verify_detached,
 )
+from gmpki.sm3 import sm3_hex
 from gmpki.tsp import TimestampVerification, hash_data, verify_signature_timestamp
 from gmpki.x509 import Certificate
 from hsm_adapters.keystore import KeyId, KeyStore
+from seal_registry.pki import CertRole, current_certificate
+from seal_registry.seals import authorize_use
 
 
 class TimestampSource(Protocol):
@@ -97,3 +103,49 @@ def verify_detached_cms(
         for token in verification.timestamp_tokens
     )
     return verification, stamps
+
+
+def seal_cms(
+    session: Session,
+    keystore: KeyStore,
+    content: bytes,
+    *,
+    es_id: str,
+    department_id: str,
+    actor: str,
+    flavour: CmsFlavour | None = None,
+    tsa: TimestampSource | None = None,
+    document_name: str | None = None,
+) -> bytes:
+    """A detached GB/T 35275 CMS over ``content`` by the department key that ``es_id`` lists.
+
+    Like every signing path it asks :func:`seal_registry.seals.authorize_use` first and audits inside
+    the caller's transaction, so a suspended or cancelled seal (or a revoked certificate) signs nothing.
+    The chain embedded is the signer certificate and the region root.
+    """
+    grant = authorize_use(session, es_id=es_id, department_id=department_id)
+    root = current_certificate(session, CertRole.ROOT)
+    cms = sign_detached_cms(
+        keystore,
+        grant.signer_key_id,
+        [grant.signer_certificate_der, root.der],
+        content,
+        flavour=flavour,
+        tsa=tsa,
+    )
+    audit_append(
+        session,
+        actor=actor,
+        action="signature.made",
+        subject_type="seal",
+        subject_id=grant.seal_id,
+        details={
+            "kind": "cms",
+            "es_id": es_id,
+            "department_id": department_id,
+            "document_sm3": sm3_hex(content),
+            "document_name": (document_name or "")[:200],
+            "time_stamped": tsa is not None,
+        },
+    )
+    return cms

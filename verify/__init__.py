@@ -9,6 +9,7 @@ only, so it works offline with nothing but trust files.
 from __future__ import annotations
 
 from .engine import InputKind, UnsupportedFormat, UnusableInput, detect, verify_bytes
+from .evidence import clear_caches
 from .policy import CHECK_IDS, DEFAULT_POLICY, Action, Policy, load_policy, policy_from_mapping
 from .report import (
     CertificateSummary,
@@ -42,6 +43,7 @@ __all__ = [
     "TrustSource",
     "UnsupportedFormat",
     "UnusableInput",
+    "clear_caches",
     "detect",
     "load_policy",
     "policy_from_mapping",

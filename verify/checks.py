@@ -18,13 +18,21 @@ Check ids (stable; reports, policies and tests use them):
 ``document.references``             every OFD Reference digest matches the file as stored
 ``document.seal_file_match``        Seal.esl, when named, equals the embedded seal byte for byte
 ``document.coverage``               package files no Reference of this signature protects
-``timestamp.token``                 a time-stamp, when present, is never reported as verified
+``timestamp.token``                 time-stamps (signature, seal): token, imprint and TSA chain verified
 ==================================  ==================================================================
 
+Sign-type OFD signatures (GB/T 35275 SignedData over Signature.xml, §5.4) go through the signer and
+document checks; the seal checks do not apply to them and are reported as skipped.
+
 Time rules (seal-formats.md §6): the signer's certificate and the seal are judged at the signing
-time ``TBS_Sign.timeInfo``, the maker's certificate at the seal's ``createDate``. Chains are built
-at that time, clamped into the end-entity certificate's validity so that an expired certificate is
-reported once, by its own validity check, and not a second time as a broken chain.
+time ``TBS_Sign.timeInfo`` (Sign type: the signingTime attribute), the maker's certificate at the
+seal's ``createDate``. Chains are built at that time, clamped into the end-entity certificate's
+validity so that an expired certificate is reported once, by its own validity check, and not a
+second time as a broken chain. A verified time-stamp over the signature, from a TSA that chains to
+a trust anchor, proves the signature existed at its genTime: the signer certificate is then judged
+at that proven time when it was valid then, and a revocation or seal cancellation after it no
+longer leaves the signature in doubt. A time-stamp never makes a verdict worse than the claimed
+time alone would.
 """
 
 from __future__ import annotations
@@ -32,23 +40,27 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from asn1crypto import cms
-
-from core.errors import EsealError
+from core.errors import CertificateError, CryptoError, EsealError, InputTooLarge, MalformedData
+from gmpki.cms import UnsupportedAlgorithm
 from gmpki.crl import CertificateRevocationList
-from gmpki.der import PARSE_ERRORS
-from gmpki.ofd import SEAL, SIGN
-from gmpki.path_validation import PathValidationError, ValidatedPath, validate_path
+from gmpki.ofd import SIGN
+from gmpki.path_validation import (
+    PathValidationError,
+    ValidatedPath,
+    crl_signature_valid,
+    validate_path,
+)
 from gmpki.seal import SignatureCheck, cert_list_contains
 from gmpki.sm3 import sm3_hex
-from gmpki.x509 import Certificate
+from gmpki.x509 import Certificate, load_certificate_der, names_equal
 
-from .evidence import SOURCE_OFD, SOURCE_SEAL, CertificateFacts, SignatureFacts
+from .evidence import SOURCE_OFD, SOURCE_SEAL, CertificateFacts, SignatureFacts, TimestampFacts
 from .policy import Action, Policy
 from .report import CheckResult, Result, SubIndication
-from .trust import SealState, TrustSource
+from .trust import SealState, TrustSource, vouched_by
 
 SEAL_CHECKS: tuple[str, ...] = (
     "format.parse",
@@ -116,10 +128,20 @@ class Context:
     policy: Policy
     trust: TrustSource | None
     at: dt.datetime  # validation time
+    # Per-document memo of derived judgements several checks need (a time-stamp's trust).
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def _r(check_id: str, result: Result, zh: str, en: str, sub: SubIndication | None = None) -> CheckResult:
-    return CheckResult(check_id, result, zh, en, sub)
+def _r(
+    check_id: str,
+    result: Result,
+    zh: str,
+    en: str,
+    sub: SubIndication | None = None,
+    *,
+    vouched_by: str | None = None,
+) -> CheckResult:
+    return CheckResult(check_id, result, zh, en, sub, vouched_by)
 
 
 def _not_evaluated(check_id: str, zh_why: str, en_why: str) -> CheckResult:
@@ -139,14 +161,6 @@ def check_format(f: SignatureFacts, ctx: Context) -> CheckResult:
             Result.FAILED,
             "；".join(p.zh for p in f.problems),
             "; ".join(p.en for p in f.problems),
-            SubIndication.FORMAT_FAILURE,
-        )
-    if f.kind == SIGN:
-        return _r(
-            cid,
-            Result.INDETERMINATE,
-            "Sign 类型（GB/T 35275 数字签名）的验证尚不支持",
-            "Sign-type signatures (GB/T 35275 SignedData) are not yet supported",
             SubIndication.FORMAT_FAILURE,
         )
     notes: list[tuple[str, str]] = []
@@ -189,6 +203,13 @@ def check_format(f: SignatureFacts, ctx: Context) -> CheckResult:
 
 
 def _what(f: SignatureFacts) -> tuple[str, str]:
+    if f.cms is not None:
+        path = f.ofd.signature_xml.signed_value_path if f.ofd and f.ofd.signature_xml else None
+        standard = "GB/T 35275" if f.cms.parsed.flavour.value == "gbt35275" else "RFC 5652"
+        return (
+            f"{standard} 签名数据" + (f"（{path}）" if path else ""),
+            f"{standard} SignedData" + (f" ({path})" if path else ""),
+        )
     if f.ses is not None:
         where_zh = where_en = ""
         if f.ofd is not None and f.ofd.signature_xml is not None:
@@ -437,12 +458,13 @@ def _validate(
     trust: TrustSource,
     crls: Sequence[CertificateRevocationList] = (),
     require_revocation: bool = False,
+    intermediates: Sequence[Certificate] = (),
 ) -> ValidatedPath:
     return validate_path(
         cert,
         trust_anchors=list(trust.trust_anchors(when)),
         at=_clamp(when, cert),
-        intermediates=list(trust.intermediates(when)),
+        intermediates=[*trust.intermediates(when), *intermediates],
         crls=list(crls),
         require_revocation_check=require_revocation,
     )
@@ -456,6 +478,8 @@ def _chain(
     who_zh: str,
     who_en: str,
     crls: Sequence[CertificateRevocationList] = (),
+    *,
+    intermediates: Sequence[Certificate] = (),
 ) -> CheckResult:
     c = cert.certificate
     if c is None:
@@ -476,7 +500,7 @@ def _chain(
             SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
         )
     try:
-        path = _validate(c, when, ctx.trust, crls)
+        path = _validate(c, when, ctx.trust, crls, intermediates=intermediates)
     except PathValidationError as exc:
         return _chain_error(check_id, exc, who_zh, who_en)
     except EsealError as exc:
@@ -488,27 +512,31 @@ def _chain(
             SubIndication.CHAIN_CONSTRAINTS_FAILURE,
         )
     anchor = path.trust_anchor
+    vouch = vouched_by(ctx.trust, c, anchor)
+    by = f"，依据 {vouch}" if vouch else ""
+    by_en = f", vouched for by {vouch}" if vouch else ""
     return _r(
         check_id,
         Result.PASSED,
         f"{who_zh}证书 {c.describe()} 可链接到信任锚 {anchor.describe()}"
-        f"（验证时间 {fmt_time(path.validated_at)}）",
+        f"（验证时间 {fmt_time(path.validated_at)}{by}）",
         f"the {who_en} certificate {c.describe()} chains to trust anchor {anchor.describe()} "
-        f"(validated at {fmt_time(path.validated_at)})",
+        f"(validated at {fmt_time(path.validated_at)}{by_en})",
+        vouched_by=vouch,
     )
 
 
-def _crls(ctx: Context, when: dt.datetime) -> Sequence[CertificateRevocationList]:
-    return ctx.trust.crls(when) if ctx.trust is not None else ()
+def _crls(ctx: Context) -> Sequence[CertificateRevocationList]:
+    """The revocation lists available at the validation time. Those speak for every earlier time
+    too (a revocation is listed with its date), and they are what later revocations are seen in."""
+    return ctx.trust.crls(ctx.at) if ctx.trust is not None else ()
 
 
 def check_maker_certificate_chain(f: SignatureFacts, ctx: Context) -> CheckResult:
     if f.seal is None:
         return _undecodable("seal.maker_certificate_chain")
     when = f.seal.parsed.create_date
-    return _chain(
-        "seal.maker_certificate_chain", f.seal.maker, when, ctx, "制章者", "maker", _crls(ctx, when)
-    )
+    return _chain("seal.maker_certificate_chain", f.seal.maker, when, ctx, "制章者", "maker", _crls(ctx))
 
 
 def check_seal_validity_period(f: SignatureFacts, ctx: Context) -> CheckResult:
@@ -573,12 +601,14 @@ def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
         return _not_evaluated(cid, "信任源不提供印章状态", "the trust source does not track seal status")
     source = f"（{fact.source}）" if fact.source else ""
     source_en = f" ({fact.source})" if fact.source else ""
+    vouch = fact.vouched_by
     if fact.state is SealState.ACTIVE:
         return _r(
             cid,
             Result.PASSED,
             f"印章 {seal.es_id} 状态正常{source}",
             f"seal {seal.es_id} is active{source_en}",
+            vouched_by=vouch,
         )
     if fact.state is SealState.UNKNOWN:
         return _r(
@@ -587,12 +617,24 @@ def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
             f"信任源不认识印章 {seal.es_id}（或其内容与登记的不同）{source}",
             f"the trust source does not know seal {seal.es_id} (or these seal bytes){source_en}",
             SubIndication.SEAL_STATUS_UNKNOWN,
+            vouched_by=vouch,
         )
     suspended = fact.state is SealState.SUSPENDED
     state_zh, state_en = ("已暂停", "suspended") if suspended else ("已注销", "cancelled")
     sub = SubIndication.SEAL_SUSPENDED if suspended else SubIndication.SEAL_CANCELLED
     when_zh = f"，自 {fmt_time(fact.changed_at)} 起" if fact.changed_at else ""
     when_en = f" since {fmt_time(fact.changed_at)}" if fact.changed_at else ""
+    proven = proven_time(f, ctx)
+    if proven is not None and _active_at(f, ctx, proven):
+        return _r(
+            cid,
+            Result.PASSED,
+            f"印章 {seal.es_id} {state_zh}{when_zh}，但时间戳证明签章在 {fmt_time(proven)} 已存在，"
+            f"当时印章状态正常{source}",
+            f"seal {seal.es_id} is {state_en}{when_en}, but a time-stamp proves the signature existed at "
+            f"{fmt_time(proven)}, when the seal was active{source_en}",
+            vouched_by=vouch,
+        )
     t = f.signing_time
     if t is not None and fact.changed_at is not None and fact.changed_at > t:
         return _r(
@@ -602,6 +644,7 @@ def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
             f"（签章时间由签章者声明，未经时间戳证明）{source}",
             f"seal {seal.es_id} is {state_en}{when_en}, after the signing time {fmt_time(t)} "
             f"(a time claimed by the signer, not proven by a time-stamp){source_en}",
+            vouched_by=vouch,
         )
     return _r(
         cid,
@@ -609,12 +652,63 @@ def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
         f"印章 {seal.es_id} {state_zh}{when_zh}{source}",
         f"seal {seal.es_id} is {state_en}{when_en}{source_en}",
         sub,
+        vouched_by=vouch,
     )
 
 
+def _active_at(f: SignatureFacts, ctx: Context, when: dt.datetime) -> bool:
+    """Whether the trust source says the seal was active at ``when`` (False when it cannot say)."""
+    if f.seal is None or ctx.trust is None:
+        return False
+    try:
+        fact = ctx.trust.seal_status(f.seal.parsed.es_id, f.seal.sm3, when)
+    except EsealError:
+        return False
+    return fact is not None and fact.state is SealState.ACTIVE
+
+
 # --- signer -------------------------------------------------------------------------------------------------
+_CMS_COVERS: dict[str, tuple[str, str]] = {
+    "message_digest": (
+        "签名属性（内容类型、签名时间及 Signature.xml 的摘要）",
+        "the signed attributes (content type, signing time and the digest of Signature.xml)",
+    ),
+    "content": ("Signature.xml 本身", "Signature.xml itself"),
+    "embedded_digest": ("内嵌的 Signature.xml 摘要", "the embedded digest of Signature.xml"),
+}
+
+
+def _check_cms_signature(f: SignatureFacts, ctx: Context) -> CheckResult:
+    cid = "signer.signature"
+    assert f.cms is not None
+    if f.signer is None or f.signer_signature is None or f.cms.verification is None:
+        why = f.cms.problem
+        return _r(
+            cid,
+            Result.FAILED,
+            "签名无法验证" + (f"：{why.zh}" if why else ""),
+            "the signature cannot be verified" + (f": {why.en}" if why else ""),
+            SubIndication.SIG_CRYPTO_FAILURE,
+        )
+    over_zh, over_en = _CMS_COVERS[f.cms.binding]
+    return _signature_outcome(
+        cid,
+        f.signer_signature,
+        f.cms.signature_algorithm,
+        ctx.policy,
+        "签名者",
+        "signer",
+        f.signer,
+        over_zh,
+        over_en,
+        SubIndication.SIG_CRYPTO_FAILURE,
+    )
+
+
 def check_signer_signature(f: SignatureFacts, ctx: Context) -> CheckResult:
     cid = "signer.signature"
+    if f.cms is not None:
+        return _check_cms_signature(f, ctx)
     if f.ses is None or f.signer is None or f.signer_signature is None:
         return _undecodable(cid)
     return _signature_outcome(
@@ -666,12 +760,36 @@ def check_signer_in_seal(f: SignatureFacts, ctx: Context) -> CheckResult:
     )
 
 
+def _valid_at(cert: CertificateFacts | None, when: dt.datetime | None) -> bool:
+    c = cert.certificate if cert is not None else None
+    return c is not None and when is not None and c.not_before <= when <= c.not_after
+
+
 def check_signer_certificate_validity(f: SignatureFacts, ctx: Context) -> CheckResult:
     cid = "signer.certificate_validity"
-    if f.signer is None or f.ses is None:
+    if f.signer is None or (f.ses is None and f.cms is None):
         return _undecodable(cid)
-    result = _validity(cid, f.signer, f.ses.time_info, "签章者", "signer", "签章时间", "signing time")
     c = f.signer.certificate
+    proven = proven_time(f, ctx)
+    if c is not None and proven is not None and _valid_at(f.signer, proven):
+        claimed = f" (claimed signing time {fmt_time(f.signing_time)})" if f.signing_time else ""
+        claimed_zh = f"（声明的签章时间 {fmt_time(f.signing_time)}）" if f.signing_time else ""
+        result = _r(
+            cid,
+            Result.PASSED,
+            f"签章者证书 {c.describe()} 在时间戳时间 {fmt_time(proven)} 有效"
+            f"（有效期 {fmt_time(c.not_before)} 至 {fmt_time(c.not_after)}），"
+            f"时间戳证明签章当时已存在{claimed_zh}",
+            f"the signer certificate {c.describe()} was valid at the time-stamp time {fmt_time(proven)} "
+            f"(valid {fmt_time(c.not_before)} to {fmt_time(c.not_after)}), when a time-stamp proves the "
+            f"signature existed{claimed}",
+        )
+    elif f.ses is not None:
+        result = _validity(cid, f.signer, f.ses.time_info, "签章者", "signer", "签章时间", "signing time")
+    elif f.signing_time is not None:
+        result = _validity(cid, f.signer, f.signing_time, "签名者", "signer", "签名时间", "signing time")
+    else:  # nothing says when it was signed: it must hold now
+        result = _validity(cid, f.signer, ctx.at, "签名者", "signer", "验证时间", "validation time")
     if (
         result.result is Result.PASSED
         and c is not None
@@ -694,10 +812,42 @@ def _signing_time(f: SignatureFacts, ctx: Context) -> dt.datetime:
     return f.signing_time or ctx.at
 
 
+def _judging_time(f: SignatureFacts, ctx: Context) -> dt.datetime:
+    """The claimed signing time, unless the signer certificate was not valid then (or the time is
+    unknown) and a trusted time-stamp proves a time at which it was: then that proven time."""
+    proven = proven_time(f, ctx)
+    if proven is not None and _valid_at(f.signer, proven) and not _valid_at(f.signer, f.signing_time):
+        return proven
+    if proven is not None and f.signing_time is None and _valid_at(f.signer, proven):
+        return proven
+    return _signing_time(f, ctx)
+
+
+def _embedded_certificates(f: SignatureFacts) -> tuple[Certificate, ...]:
+    """SM2 certificates carried by a Sign-type signature: untrusted helpers for path building."""
+    if f.cms is None:
+        return ()
+    out: list[Certificate] = []
+    for der in f.cms.parsed.certificates:
+        try:
+            out.append(load_certificate_der(der))
+        except EsealError:
+            continue  # not SM2 or unreadable: it cannot be part of an SM2 path anyway
+    return tuple(out)
+
+
 def check_signer_certificate_chain(f: SignatureFacts, ctx: Context) -> CheckResult:
     if f.signer is None:
         return _undecodable("signer.certificate_chain")
-    return _chain("signer.certificate_chain", f.signer, _signing_time(f, ctx), ctx, "签章者", "signer")
+    return _chain(
+        "signer.certificate_chain",
+        f.signer,
+        _judging_time(f, ctx),
+        ctx,
+        "签名者" if f.kind == SIGN else "签章者",
+        "signer",
+        intermediates=_embedded_certificates(f),
+    )
 
 
 def _later_revocation(
@@ -707,7 +857,7 @@ def _later_revocation(
     certs = path.certificates
     for child, issuer in itertools.pairwise(certs):
         for crl in crls:
-            if crl.issuer_name != child.issuer_name or not crl.verify_signature(issuer.public_key):
+            if not names_equal(crl.issuer_name, child.issuer_name) or not crl_signature_valid(crl, issuer):
                 continue
             entry = crl.lookup(child.serial)
             if entry is not None and after < entry.revoked_at <= until and entry.reason != "remove_from_crl":
@@ -716,11 +866,30 @@ def _later_revocation(
 
 
 def check_signer_revocation(f: SignatureFacts, ctx: Context) -> CheckResult:
-    cid = "signer.certificate_revocation"
     if f.signer is None:
-        return _undecodable(cid)
-    when = _signing_time(f, ctx)
-    crls = _crls(ctx, when)
+        return _undecodable("signer.certificate_revocation")
+    return signer_revocation(
+        f.signer,
+        _signing_time(f, ctx),
+        ctx,
+        proven=proven_time(f, ctx),
+        intermediates=_embedded_certificates(f),
+    )
+
+
+def signer_revocation(
+    signer: CertificateFacts,
+    when: dt.datetime,
+    ctx: Context,
+    *,
+    proven: dt.datetime | None = None,
+    intermediates: Sequence[Certificate] = (),
+) -> CheckResult:
+    """``signer.certificate_revocation`` for an SM2 signer certificate signed at ``when`` (also used
+    for SM2 signatures in PDF files, :mod:`verify.pdf`). ``proven``: a trusted time-stamp's time, at
+    which the signature is known to have existed; revocations after it do not matter."""
+    cid = "signer.certificate_revocation"
+    crls = _crls(ctx)
     if not crls:
         if ctx.policy.require_revocation:
             return _r(
@@ -731,7 +900,7 @@ def check_signer_revocation(f: SignatureFacts, ctx: Context) -> CheckResult:
                 SubIndication.TRY_LATER,
             )
         return _not_evaluated(cid, "未提供证书撤销列表（CRL）", "no certificate revocation list was supplied")
-    c = f.signer.certificate
+    c = signer.certificate
     if c is None or ctx.trust is None:
         return _r(
             cid,
@@ -741,7 +910,7 @@ def check_signer_revocation(f: SignatureFacts, ctx: Context) -> CheckResult:
             SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
         )
     try:
-        path = _validate(c, when, ctx.trust, crls, require_revocation=True)
+        path = _validate(c, when, ctx.trust, crls, require_revocation=True, intermediates=intermediates)
     except PathValidationError as exc:
         if exc.reason == "revoked":
             return _chain_error(cid, exc, "签章者", "signer")
@@ -768,7 +937,25 @@ def check_signer_revocation(f: SignatureFacts, ctx: Context) -> CheckResult:
             f"revocation check failed: {exc.message_en}",
             SubIndication.TRY_LATER,
         )
-    later = _later_revocation(path, crls, path.validated_at, ctx.at)
+    later = _later_revocation(path, crls, path.validated_at, proven or ctx.at)
+    if later is None and proven is not None:
+        after = _later_revocation(path, crls, max(path.validated_at, proven), ctx.at)
+        note_zh = note_en = ""
+        if after is not None:
+            cert, revoked_at = after
+            note_zh = f"；证书 {cert.describe()} 于 {fmt_time(revoked_at)} 被撤销，晚于时间戳时间"
+            note_en = (
+                f"; certificate {cert.describe()} was revoked at {fmt_time(revoked_at)}, after the time-stamp"
+            )
+        return _r(
+            cid,
+            Result.PASSED,
+            f"签章者证书 {c.describe()} 及其证书链在 {fmt_time(path.validated_at)} 未被撤销（依据 CRL），"
+            f"时间戳证明签章在 {fmt_time(proven)} 已存在{note_zh}",
+            f"the signer certificate {c.describe()} and its chain were not revoked at "
+            f"{fmt_time(path.validated_at)} (per CRL), and a time-stamp proves the signature existed at "
+            f"{fmt_time(proven)}{note_en}",
+        )
     if later is not None:
         cert, revoked_at = later
         return _r(
@@ -790,8 +977,54 @@ def check_signer_revocation(f: SignatureFacts, ctx: Context) -> CheckResult:
 
 
 # --- document -----------------------------------------------------------------------------------------------
+def _cms_data_hash(f: SignatureFacts) -> CheckResult:
+    cid = "document.data_hash"
+    assert f.cms is not None
+    c = f.cms
+    path = f.data_hash_source or "Signature.xml"
+    if c.verification is None:
+        return _not_evaluated(cid, "签名数据无法验证", "the signed data could not be verified")
+    alg = c.verification.digest_algorithm.upper()
+    if c.binding == "content":
+        if c.bound:
+            return _r(
+                cid,
+                Result.PASSED,
+                f"签名直接覆盖 {path}，且验证通过",
+                f"the signature covers {path} itself and verifies",
+            )
+        return _r(
+            cid,
+            Result.FAILED,
+            f"对 {path} 的签名验证失败：{path} 已被修改或签名无效",
+            f"the signature over {path} does not verify: {path} was modified or the signature is bad",
+            SubIndication.HASH_FAILURE,
+        )
+    digest_attr = c.binding == "message_digest"
+    what_zh = "签名属性 messageDigest" if digest_attr else "内嵌摘要"
+    what_en = "messageDigest" if digest_attr else "eContent"
+    expected = _hex(c.expected) if c.expected is not None else "-"
+    actual = _hex(c.actual) if c.actual is not None else "-"
+    if c.bound:
+        return _r(
+            cid,
+            Result.PASSED,
+            f"{what_zh} 与 {path} 的 {alg} 摘要一致（{actual}）",
+            f"{what_en} equals {alg} of {path} ({actual})",
+        )
+    return _r(
+        cid,
+        Result.FAILED,
+        f"{path} 的 {alg} 摘要为 {actual}，与{what_zh} {expected} 不符：{path} 已被修改",
+        f"{alg} of {path} is {actual} but {what_en} is {expected}: {path} was modified",
+        SubIndication.HASH_FAILURE,
+    )
+
+
 def check_data_hash(f: SignatureFacts, ctx: Context) -> CheckResult:
     cid = "document.data_hash"
+    if f.cms is not None:
+        return _cms_data_hash(f)
     if f.ses is None:
         return _undecodable(cid)
     expected = f.ses.data_hash
@@ -947,41 +1180,183 @@ def check_coverage(f: SignatureFacts, ctx: Context) -> CheckResult:
     )
 
 
-def _token_kind(token: bytes) -> tuple[str, str]:
+# --- time-stamps ----------------------------------------------------------------------------------------
+# A claimed signing time may trail the time-stamp by the token's accuracy plus this much clock skew
+# before the two are reported as inconsistent.
+_CLOCK_SKEW = dt.timedelta(minutes=5)
+_SEVERITY = {Result.FAILED: 0, Result.INDETERMINATE: 1, Result.WARNING: 2, Result.PASSED: 3}
+
+
+@dataclass(frozen=True)
+class TimestampJudgement:
+    """One time-stamp token judged: crypto (from the facts) and its TSA's chain at genTime."""
+
+    result: Result
+    sub: SubIndication | None
+    zh: str
+    en: str
+    proven: dt.datetime | None  # genTime, when the token verifies and its TSA is trusted
+
+
+def _token_failure(t: TimestampFacts) -> TimestampJudgement:
+    exc = t.problem
+    assert exc is not None
+    head_zh, head_en = f"{t.where_zh}时间戳", f"{t.where_en} time-stamp"
+    if isinstance(exc, MalformedData | InputTooLarge):
+        return TimestampJudgement(
+            Result.INDETERMINATE,
+            SubIndication.FORMAT_FAILURE,
+            f"{head_zh}（{len(t.token)} 字节）无法验证：不是可解析的时间戳令牌（{exc.message_zh}）",
+            f"{head_en} ({len(t.token)} bytes) is unverifiable: not a parseable time-stamp token "
+            f"({exc.message_en})",
+            None,
+        )
+    if isinstance(exc, UnsupportedAlgorithm):
+        sub, result = SubIndication.CRYPTO_CONSTRAINTS_FAILURE, Result.INDETERMINATE
+    elif isinstance(exc, CertificateError):
+        sub, result = SubIndication.NO_CERTIFICATE_CHAIN_FOUND, Result.INDETERMINATE
+    elif isinstance(exc, CryptoError):  # InvalidSignature: signature, digest, imprint or ESS binding
+        sub, result = SubIndication.SIG_CRYPTO_FAILURE, Result.FAILED
+    else:
+        sub, result = SubIndication.FORMAT_FAILURE, Result.INDETERMINATE
+    return TimestampJudgement(
+        result,
+        sub,
+        f"{head_zh}无效：{exc.message_zh}",
+        f"{head_en} is invalid: {exc.message_en}",
+        None,
+    )
+
+
+def _tsa_chain(t: TimestampFacts, ctx: Context) -> tuple[Result, SubIndication, str, str] | None:
+    """None when the TSA certificate chains to a trust anchor at genTime, else why not."""
+    v = t.verification
+    assert v is not None
+    at = v.gen_time.astimezone(dt.UTC)
+    anchors = list(ctx.trust.trust_anchors(at)) if ctx.trust is not None else []
+    if ctx.trust is None or not anchors:
+        return (
+            Result.INDETERMINATE,
+            SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+            "未配置信任锚",
+            "no trust anchor is configured",
+        )
     try:
-        info = cms.ContentInfo.load(token, strict=True)
-        _ = info.native
-        if info["content_type"].native == "signed_data":
-            inner = info["content"]["encap_content_info"]["content_type"].native
-            if inner == "tst_info":
-                return ("可解析的 RFC 3161 时间戳令牌", "a parseable RFC 3161 time-stamp token")
-    except PARSE_ERRORS:
-        pass
-    return ("不是可解析的时间戳令牌", "not a parseable time-stamp token")
+        tsa = load_certificate_der(v.tsa_certificate)
+        embedded = []
+        for der in v.cms.certificates:
+            if der != v.tsa_certificate:
+                try:
+                    embedded.append(load_certificate_der(der))
+                except EsealError:
+                    continue  # not SM2: cannot be part of the TSA's SM2 path
+        validate_path(
+            tsa,
+            trust_anchors=anchors,
+            at=at,
+            intermediates=[*ctx.trust.intermediates(at), *embedded],
+            crls=list(_crls(ctx)),
+        )
+    except PathValidationError as exc:
+        if exc.reason == "revoked":
+            return Result.FAILED, SubIndication.REVOKED, exc.message_zh, exc.message_en
+        return Result.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, exc.message_zh, exc.message_en
+    except EsealError as exc:
+        return Result.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND, exc.message_zh, exc.message_en
+    return None
+
+
+def judge_timestamp(t: TimestampFacts, f: SignatureFacts, ctx: Context) -> TimestampJudgement:
+    """Judge one token (remembered for the document: several checks ask)."""
+    key = ("timestamp", id(t))
+    found = ctx.memo.get(key)
+    if found is not None and found[0] is t:
+        judgement: TimestampJudgement = found[1]
+        return judgement
+    judgement = _judge_timestamp(t, f, ctx)
+    ctx.memo[key] = (t, judgement)
+    return judgement
+
+
+def _judge_timestamp(t: TimestampFacts, f: SignatureFacts, ctx: Context) -> TimestampJudgement:
+    if t.verification is None:
+        return _token_failure(t)
+    v = t.verification
+    when = fmt_time(v.gen_time)
+    head_zh = f"{t.where_zh}时间戳（{when}，{v.tsa_subject}）"
+    head_en = f"{t.where_en} time-stamp ({when}, {v.tsa_subject})"
+    if not t.imprint_ok and t.of_signature:
+        return TimestampJudgement(
+            Result.FAILED,
+            SubIndication.SIG_CRYPTO_FAILURE,
+            f"{head_zh}的消息印记不是签名值的摘要：该时间戳不属于此签名",
+            f"{head_en} has an imprint that is not the digest of the signature value: it belongs to "
+            "other data",
+            None,
+        )
+    if not t.imprint_ok:
+        # What a seal's time-stamp covers is not fixed by GB/T 38540; one over other data proves
+        # nothing about this seal, but is no sign of forgery either.
+        return TimestampJudgement(
+            Result.WARNING,
+            None,
+            f"{head_zh}有效，但其消息印记不是印章签名值的摘要，不能证明印章的制作时间",
+            f"{head_en} verifies, but its imprint is not the digest of the seal's signature value, "
+            "so it proves nothing about when the seal was made",
+            None,
+        )
+    chain = _tsa_chain(t, ctx)
+    if chain is not None:
+        result, sub, zh, en = chain
+        return TimestampJudgement(
+            result,
+            sub,
+            f"{head_zh}签名有效，但时间戳服务证书不可信：{zh}",
+            f"{head_en} verifies but its TSA is not trusted: {en}",
+            None,
+        )
+    gen_time = v.gen_time.astimezone(dt.UTC)
+    claimed = f.signing_time if t.of_signature else None
+    slack = (v.accuracy or dt.timedelta(0)) + _CLOCK_SKEW
+    if claimed is not None and claimed > gen_time + slack:
+        return TimestampJudgement(
+            Result.WARNING,
+            None,
+            f"{head_zh}有效，但声明的签章时间 {fmt_time(claimed)} 晚于时间戳时间",
+            f"{head_en} is valid, but the claimed signing time {fmt_time(claimed)} is later than it",
+            gen_time,
+        )
+    return TimestampJudgement(
+        Result.PASSED,
+        None,
+        f"{head_zh}有效：印记覆盖签名值，时间戳服务证书链可信",
+        f"{head_en} is valid: its imprint covers the signature value and its TSA chains to a trust anchor",
+        gen_time,
+    )
+
+
+def proven_time(f: SignatureFacts, ctx: Context) -> dt.datetime | None:
+    """genTime of a valid, trusted time-stamp over the signature: when it is known to have existed."""
+    t = f.signature_timestamp
+    if t is None:
+        return None
+    return judge_timestamp(t, f, ctx).proven
 
 
 def check_timestamp(f: SignatureFacts, ctx: Context) -> CheckResult:
     cid = "timestamp.token"
-    tokens: list[tuple[str, str, bytes]] = []
-    if f.ses is not None and f.ses.time_stamp is not None:
-        tokens.append(("签章数据", "signature", f.ses.time_stamp))
-    if f.seal is not None and f.seal.parsed.time_stamp is not None:
-        tokens.append(("印章", "seal", f.seal.parsed.time_stamp))
-    if not tokens:
-        if f.ses is None and f.seal is None:
+    if not f.timestamps:
+        if f.ses is None and f.seal is None and f.cms is None:
             return _undecodable(cid)
         return _not_evaluated(cid, "没有时间戳", "no time-stamp present")
-    zh_parts = []
-    en_parts = []
-    for where_zh, where_en, token in tokens:
-        kind_zh, kind_en = _token_kind(token)
-        zh_parts.append(f"{where_zh}时间戳（{len(token)} 字节，{kind_zh}）")
-        en_parts.append(f"{where_en} time-stamp ({len(token)} bytes, {kind_en})")
+    judged = [judge_timestamp(t, f, ctx) for t in f.timestamps]
+    worst = min(judged, key=lambda j: _SEVERITY[j.result])
     return _r(
         cid,
-        Result.WARNING,
-        "、".join(zh_parts) + "未经验证；签章时间仅为签章者的声明",
-        ", ".join(en_parts) + " not verified; the signing time rests on the signer's claim",
+        worst.result,
+        "；".join(j.zh for j in judged),
+        "; ".join(j.en for j in judged),
+        worst.sub,
     )
 
 
@@ -1004,8 +1379,18 @@ _CHECKS: dict[str, Callable[[SignatureFacts, Context], CheckResult]] = {
     "timestamp.token": check_timestamp,
 }
 
-# What a Sign-type signature can already be checked for: the OFD package side.
-_SIGN_TYPE_CHECKS = frozenset({"format.parse", "document.references", "document.coverage"})
+# Seal checks, which say nothing about a Sign-type signature (it carries no seal).
+_SEAL_ONLY_CHECKS = frozenset(
+    {
+        "seal.maker_signature",
+        "seal.maker_certificate_validity",
+        "seal.maker_certificate_chain",
+        "seal.validity_period",
+        "seal.status",
+        "signer.in_seal_certificate_list",
+        "document.seal_file_match",
+    }
+)
 
 
 def apply_policy(result: CheckResult, policy: Policy) -> CheckResult:
@@ -1032,9 +1417,12 @@ def evaluate(f: SignatureFacts, ctx: Context) -> tuple[CheckResult, ...]:
     ids = SEAL_CHECKS if f.source == SOURCE_SEAL else OFD_CHECKS if f.source == SOURCE_OFD else SES_CHECKS
     out: list[CheckResult] = []
     for check_id in ids:
-        if f.kind != SEAL and check_id not in _SIGN_TYPE_CHECKS:
-            raw = _not_evaluated(
-                check_id, "Sign 类型签名尚不支持", "Sign-type signatures are not yet supported"
+        if f.kind == SIGN and check_id in _SEAL_ONLY_CHECKS:
+            raw = _r(
+                check_id,
+                Result.SKIPPED,
+                "不适用：Sign 类型签名（GB/T 35275）不含电子印章",
+                "not applicable: a Sign-type signature (GB/T 35275) carries no seal",
             )
         else:
             raw = _CHECKS[check_id](f, ctx)

@@ -1,14 +1,16 @@
 """The verification engine: detect what was submitted, collect evidence, run the checks, report.
 
 Input is recognised by its content, never by a file name: a ZIP holding ``OFD.xml`` is an OFD
-package, a DER structure shaped like a seal or an SES signature is one, ``%PDF`` is a PDF (not yet
-supported). Everything is verified over the bytes as read, never over a re-encoding.
+package, a DER structure shaped like a seal or an SES signature is one, ``%PDF`` is a PDF (its
+signature fields are verified by :mod:`verify.pdf`). Everything is verified over the bytes as read,
+never over a re-encoding.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+from dataclasses import replace
 from typing import ClassVar, Final
 
 from core.errors import InputTooLarge, InvalidInput, MalformedData
@@ -33,7 +35,7 @@ from .report import (
     judge,
     serial_hex,
 )
-from .trust import TrustSource
+from .trust import MemoTrustSource, TrustSource
 
 _PDF_WINDOW: Final = 1024  # PDF readers accept the header anywhere in the first KiB
 
@@ -47,7 +49,7 @@ class UnusableInput(InvalidInput):
 
 
 class UnsupportedFormat(UnusableInput):
-    """A known format the verifier does not handle yet (PDF)."""
+    """A known format the verifier does not handle yet."""
 
     code: ClassVar[str] = "unsupported_format"
     title_zh, title_en = "暂不支持的格式", "Format not yet supported"
@@ -180,12 +182,14 @@ def verify_bytes(
     at: dt.datetime | None = None,
     limits: ContainerLimits | None = None,
 ) -> DocumentReport:
-    """Verify a seal (.esl), an SES signature (with optional detached data) or an OFD document.
+    """Verify a seal (.esl), an SES signature (with optional detached data), an OFD document or a
+    signed PDF.
 
     ``at`` (default: the policy's time, else now) is the validation time; signatures are judged at
-    their own signing time (``TBS_Sign.timeInfo``). Raises :class:`UnusableInput` for unknown input,
-    :class:`UnsupportedFormat` for PDF, and MalformedData / InputTooLarge for an unreadable or
-    hostile container; every problem inside a recognised format is reported, not raised.
+    their own signing time (``TBS_Sign.timeInfo``; for PDF the time-stamp or the claimed time).
+    Raises :class:`UnusableInput` for unknown input and MalformedData / InputTooLarge for an
+    unreadable or hostile container; every problem inside a recognised format (a PDF that cannot be
+    parsed included) is reported, not raised.
     """
     data = bytes(data)
     policy = policy or DEFAULT_POLICY
@@ -194,6 +198,8 @@ def verify_bytes(
         raise InvalidInput("验证时间必须带时区", "the validation time must be timezone-aware")
     ctx = Context(policy=policy, trust=trust, at=when.astimezone(dt.UTC))
     kind, pkg = _detect(data, limits)
+    if trust is not None and kind is not InputKind.PDF:
+        ctx = replace(ctx, trust=MemoTrustSource(trust))
     if kind is InputKind.OFD:
         assert pkg is not None
         doc = collect_ofd(pkg)
@@ -202,9 +208,10 @@ def verify_bytes(
     elif kind is InputKind.SES:
         doc = collect_ses(data, detached_data)
     elif kind is InputKind.PDF:
-        raise UnsupportedFormat(
-            "PDF 签章验证尚不支持", "verification of signed PDF files is not yet supported"
-        )
+        # Imported here: pyHanko is heavy and only PDF input needs it.
+        from .pdf import verify_pdf
+
+        return verify_pdf(data, ctx)
     else:
         raise UnusableInput(
             "无法识别的输入：不是 OFD 文档、电子印章或电子签章数据",

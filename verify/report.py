@@ -65,14 +65,20 @@ class CheckResult:
     message_zh: str
     message_en: str
     sub_indication: SubIndication | None = None
+    # Whose word the outcome rests on when the trust source speaks for another party (a peer
+    # region's trust list, its sequence and issue time); in the JSON only when set.
+    vouched_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "result": self.result.value,
             "message_zh": self.message_zh,
             "message_en": self.message_en,
         }
+        if self.vouched_by is not None:
+            out["vouched_by"] = self.vouched_by
+        return out
 
 
 @dataclass(frozen=True)
@@ -228,7 +234,7 @@ class UnsignedStamp:
 
 @dataclass(frozen=True)
 class DocumentReport:
-    format: str  # "ofd" | "seal" | "ses"
+    format: str  # "ofd" | "seal" | "ses" | "pdf"
     signed: bool
     indication: Indication
     sub_indication: SubIndication | None

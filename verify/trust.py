@@ -39,6 +39,9 @@ class SealStatusFact:
     state: SealState
     changed_at: dt.datetime | None = None
     source: str = ""  # who says so, for the report (e.g. a registry name)
+    # Set by sources that speak for someone else (a peer region's trust list, with its sequence and
+    # issue time); the report carries it as the check's ``vouched_by``.
+    vouched_by: str | None = None
 
 
 @runtime_checkable
@@ -58,6 +61,60 @@ class TrustSource(Protocol):
     def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
         """The seal's state at ``at``; None when this source does not track seals."""
         ...
+
+
+@runtime_checkable
+class VouchingSource(Protocol):
+    """A trust source that can say whose word a trusted certificate rests on (a peer region's trust
+    list, say), so the report can name it. Optional: sources without it are their own voucher."""
+
+    def vouched_by(self, certificate: Certificate, anchor: Certificate) -> str | None:
+        """Who vouches for ``certificate``, validated up to ``anchor``; None when not known."""
+        ...
+
+
+def vouched_by(trust: object, certificate: Certificate, anchor: Certificate) -> str | None:
+    """``trust.vouched_by(...)`` when the source offers it, else None (never raises)."""
+    if not isinstance(trust, VouchingSource):
+        return None
+    try:
+        return trust.vouched_by(certificate, anchor)
+    except EsealError:
+        return None
+
+
+class MemoTrustSource:
+    """One verification's view of a trust source: each question about certificates and CRLs is asked
+    once per time (the chain checks of one document ask the same ones repeatedly, and a registry
+    answers each from its database). Seal status and vouching go straight through. Lives for one
+    document only, so it never serves a stale answer across requests."""
+
+    def __init__(self, base: TrustSource) -> None:
+        self.base = base
+        self._anchors: dict[dt.datetime, Sequence[Certificate]] = {}
+        self._intermediates: dict[dt.datetime, Sequence[Certificate]] = {}
+        self._crls: dict[dt.datetime, Sequence[CertificateRevocationList]] = {}
+
+    def trust_anchors(self, at: dt.datetime) -> Sequence[Certificate]:
+        if at not in self._anchors:
+            self._anchors[at] = tuple(self.base.trust_anchors(at))
+        return self._anchors[at]
+
+    def intermediates(self, at: dt.datetime) -> Sequence[Certificate]:
+        if at not in self._intermediates:
+            self._intermediates[at] = tuple(self.base.intermediates(at))
+        return self._intermediates[at]
+
+    def crls(self, at: dt.datetime) -> Sequence[CertificateRevocationList]:
+        if at not in self._crls:
+            self._crls[at] = tuple(self.base.crls(at))
+        return self._crls[at]
+
+    def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
+        return self.base.seal_status(es_id, seal_sm3, at)
+
+    def vouched_by(self, certificate: Certificate, anchor: Certificate) -> str | None:
+        return vouched_by(self.base, certificate, anchor)
 
 
 @dataclass(frozen=True)

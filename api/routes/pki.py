@@ -66,7 +66,7 @@ def list_certificates(ctx: ServiceContext = Depends(get_context)) -> list[Certif
 )
 def certificate_pem(cert_id: int, ctx: ServiceContext = Depends(get_context)) -> Response:  # noqa: B008
     with ctx.sessions() as s:
-        pem = pki.certificate_of(pki.get_certificate(s, cert_id)).to_pem()
+        pem = pki.certificate_pem(pki.get_certificate(s, cert_id))
     return Response(pem, media_type=PEM)
 
 

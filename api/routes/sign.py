@@ -30,9 +30,11 @@ from core.db import transaction
 from core.errors import InputTooLarge, InvalidInput, PermissionDenied
 from core.tokens import Principal, Role
 from gmpki.ofd import ContainerLimits
+from signer.batch import signature_timestamper
 from signer.ofd_sealing import OFD_MEDIA_TYPE, SealMode, seal_ofd, sealing_mode
 from signer.placement import Placement, placement_from_options
 from signer.ses_signing import SES_MEDIA_TYPE, default_property_info, parse_digest_hex, sign_data
+from signer.tsa import TimeStampAuthority
 from signer.two_step import result_to_json, sign_digest
 
 from ..context import ServiceContext
@@ -56,6 +58,7 @@ _FIELDS: Final = (
     "riding",
     "property_info",
     "name",
+    "timestamp",
 )
 
 
@@ -217,6 +220,12 @@ _FORM_FIELDS: Final[dict[str, Any]] = {
     "keyword": {"type": "string", "description": "以关键字为中心盖章 / centre the stamp on this text"},
     "occurrence": {"type": "integer", "default": 1},
     "riding": {"type": "boolean", "description": "骑缝章 / riding seal across all pages"},
+    "timestamp": {
+        "type": "boolean",
+        "default": False,
+        "description": "加盖 RFC 3161 时间戳（覆盖签名值）/ "
+        "add an RFC 3161 time-stamp over the signature value",
+    },
 }
 
 
@@ -244,6 +253,7 @@ def _do_seal_ofd(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
     department_id = _department(who, fields.get("department_id"))
     mode = sealing_mode(fields.get("mode") or SealMode.CONTINUE)
     placement = placement_of(fields)
+    stamped = _flag(fields, "timestamp")
     limits = ContainerLimits(max_input_size=ctx.settings.max_upload_bytes)
     with transaction(ctx.sessions) as s:
         sealed = seal_ofd(
@@ -257,6 +267,7 @@ def _do_seal_ofd(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
             actor=who.actor,
             limits=limits,
             document_name=upload.file_name,
+            time_stamp=signature_timestamper(ctx.settings, s, ctx.keystore) if stamped else None,
         )
     return sealed
 
@@ -271,7 +282,9 @@ def _do_seal_ofd(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
         "Seal the first document of an OFD package. Send multipart/form-data (`file` plus fields) or the "
         "raw file with the fields as query parameters. Placement: `page`+`x`+`y` (mm, top-left corner), "
         "`keyword`, or `riding=true`; none gives an invisible signature. `mode=protect_all` also protects "
-        "the signature list, after which no further seal can be added (409 `document_fully_protected`)."
+        "the signature list, after which no further seal can be added (409 `document_fully_protected`). "
+        "`timestamp=true` puts an RFC 3161 token over the signature value into SES_Signature.timeStamp "
+        "(configured TSAs first, then the region's built-in TSA)."
     ),
     response_class=Response,
     openapi_extra=_body_doc(_FORM_FIELDS),
@@ -305,6 +318,7 @@ def _do_sign_ses(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
     fields = upload.fields
     es_id = _required(fields, "es_id")
     department_id = _department(who, fields.get("department_id"))
+    stamped = _flag(fields, "timestamp")
     with transaction(ctx.sessions) as s:
         result = sign_data(
             s,
@@ -315,6 +329,7 @@ def _do_sign_ses(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
             actor=who.actor,
             property_info=(fields.get("property_info") or "").strip() or None,
             name=upload.file_name,
+            time_stamp=signature_timestamper(ctx.settings, s, ctx.keystore) if stamped else None,
         )
     return result.signature
 
@@ -335,6 +350,7 @@ def _do_sign_ses(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
             "es_id": _FORM_FIELDS["es_id"],
             "department_id": _FORM_FIELDS["department_id"],
             "property_info": {"type": "string", "description": "ASCII"},
+            "timestamp": _FORM_FIELDS["timestamp"],
         }
     ),
     responses={200: {"description": "SES_Signature DER", "content": {SES_MEDIA_TYPE: {}}}},
@@ -351,6 +367,152 @@ async def sign_ses(
         media_type=SES_MEDIA_TYPE,
         headers={
             "Content-Disposition": _attachment(upload.file_name, "signature", ".ses"),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# --- PDF ------------------------------------------------------------------------------------------------
+PDF_MEDIA_TYPE = "application/pdf"
+
+
+def _do_seal_pdf(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
+    from signer.pdf_sealing import parse_pades_level, seal_pdf, timestamp_authority_for
+
+    fields = upload.fields
+    es_id = _required(fields, "es_id")
+    department_id = _department(who, fields.get("department_id"))
+    x_mm, y_mm = _number(fields, "x"), _number(fields, "y")
+    if x_mm is None or y_mm is None:
+        raise InvalidInput("PDF 签章需要 x 与 y（毫米）", "PDF sealing needs x and y (mm)")
+    key_kind = (fields.get("key_kind") or "ecdsa").strip().lower()
+    level = parse_pades_level((fields.get("pades_level") or "B-B").strip())
+    with transaction(ctx.sessions) as s:
+        tsa = timestamp_authority_for(s, ctx.keystore, key_kind) if level.value == "B-T" else None
+        return seal_pdf(
+            s,
+            ctx.keystore,
+            upload.data,
+            es_id=es_id,
+            department_id=department_id,
+            page=_integer(fields, "page") or 1,
+            x_mm=x_mm,
+            y_mm=y_mm,
+            key_kind=key_kind,
+            certify=_flag(fields, "certify"),
+            pades_level=level,
+            tsa=tsa,
+            actor=who.actor,
+        )
+
+
+@router.post(
+    "/pdf",
+    summary="PDF 文档签章 Seal a PDF document (PAdES)",
+    description=(
+        "为 PDF 加盖可见电子印章（PAdES B-B / B-T）。`key_kind`：`ecdsa`（默认）或 `rsa` —— 证书链到地区的 "
+        "PAdES 互通根，PDF 阅读器可验证；`sm2` —— GB/T 35275 SM2 签名，由 eseal 验证。`certify=true` 为认证"
+        "签名（DocMDP），否则为批准签名；新签章以增量更新加入，原有签章仍然有效。\n\n"
+        "Add a visible seal to a PDF (PAdES B-B or B-T). `key_kind`: `ecdsa` (default) or `rsa`, chained to "
+        "the region's PAdES interop root so PDF readers can check it; `sm2`, a GB/T 35275 SM2 signature "
+        "checked by eseal. `page` (1-based), `x`/`y` (mm, top-left corner of the seal from the page's "
+        "top-left), `certify=true` for a certification (DocMDP) signature, `pades_level=B-T` for a "
+        "signature time-stamp. Each seal is an incremental update, so earlier seals stay valid."
+    ),
+    response_class=Response,
+    openapi_extra=_body_doc(
+        {
+            "es_id": _FORM_FIELDS["es_id"],
+            "department_id": _FORM_FIELDS["department_id"],
+            "page": {"type": "integer", "minimum": 1},
+            "x": {"type": "number", "description": "mm"},
+            "y": {"type": "number", "description": "mm"},
+            "key_kind": {"type": "string", "enum": ["ecdsa", "rsa", "sm2"]},
+            "certify": {"type": "boolean"},
+            "pades_level": {"type": "string", "enum": ["B-B", "B-T"]},
+        }
+    ),
+    responses={
+        200: {"description": "The sealed PDF", "content": {PDF_MEDIA_TYPE: {}}},
+        400: {"description": "Bad input (fields, encrypted or broken PDF)", "content": {PROBLEM_JSON: {}}},
+        403: {"description": "Not a department signer, or not this department's seal"},
+        409: {"description": "Seal not usable, or document locked", "content": {PROBLEM_JSON: {}}},
+        413: {"description": "Upload over the limit", "content": {PROBLEM_JSON: {}}},
+    },
+)
+async def sign_pdf(
+    request: Request,
+    ctx: ServiceContext = Depends(get_context),  # noqa: B008
+    who: Principal = Depends(signer_principal),  # noqa: B008
+) -> Response:
+    upload = await read_upload(request, ctx.settings.max_upload_bytes)
+    sealed = await run_in_threadpool(_do_seal_pdf, ctx, who, upload)
+    return Response(
+        sealed,
+        media_type=PDF_MEDIA_TYPE,
+        headers={
+            "Content-Disposition": _attachment(upload.file_name, "document", ".pdf"),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# --- detached CMS ---------------------------------------------------------------------------------------
+CMS_MEDIA_TYPE = "application/pkcs7-signature"
+
+
+def _do_sign_cms(ctx: ServiceContext, who: Principal, upload: Upload) -> bytes:
+    from signer.cms_signing import seal_cms
+
+    fields = upload.fields
+    es_id = _required(fields, "es_id")
+    department_id = _department(who, fields.get("department_id"))
+    stamped = _flag(fields, "timestamp")
+    with transaction(ctx.sessions) as s:
+        return seal_cms(
+            s,
+            ctx.keystore,
+            upload.data,
+            es_id=es_id,
+            department_id=department_id,
+            actor=who.actor,
+            document_name=upload.file_name,
+            tsa=TimeStampAuthority.from_region(s, ctx.keystore) if stamped else None,
+        )
+
+
+@router.post(
+    "/cms",
+    summary="分离式 CMS 签名 Detached CMS (GB/T 35275 SM2 SignedData)",
+    description=(
+        "用印章所列部门证书的 SM2 密钥对任意文件生成分离式 GB/T 35275 SignedData（签名属性：内容类型、"
+        "消息摘要、签名时间；含证书链）。`timestamp=true` 加签名时间戳。\n\n"
+        "A detached GB/T 35275 SignedData over the uploaded bytes, made with the SM2 key of the "
+        "department certificate the seal lists (signed attributes content type, message digest and "
+        "signing time; certificate chain embedded). `timestamp=true` adds a signature time-stamp token."
+    ),
+    response_class=Response,
+    openapi_extra=_body_doc(
+        {
+            "es_id": _FORM_FIELDS["es_id"],
+            "department_id": _FORM_FIELDS["department_id"],
+            "timestamp": _FORM_FIELDS["timestamp"],
+        }
+    ),
+    responses={200: {"description": "CMS SignedData (DER)", "content": {CMS_MEDIA_TYPE: {}}}},
+)
+async def sign_cms(
+    request: Request,
+    ctx: ServiceContext = Depends(get_context),  # noqa: B008
+    who: Principal = Depends(signer_principal),  # noqa: B008
+) -> Response:
+    upload = await read_upload(request, ctx.settings.max_upload_bytes)
+    signature = await run_in_threadpool(_do_sign_cms, ctx, who, upload)
+    return Response(
+        signature,
+        media_type=CMS_MEDIA_TYPE,
+        headers={
+            "Content-Disposition": _attachment(upload.file_name, "signature", ".p7s"),
             "Cache-Control": "no-store",
         },
     )

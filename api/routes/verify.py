@@ -32,6 +32,7 @@ from verify.html_report import (
 from ..context import ServiceContext
 from ..problems import PROBLEM_JSON
 from ..security import get_context
+from .federation import federated_trust
 
 router = APIRouter(tags=["verify"])
 
@@ -137,7 +138,8 @@ def registry_trust(request: Request, ctx: ServiceContext) -> RegistryTrustSource
     """One trust source per app, so its CRL cache lives as long as the service."""
     trust = getattr(request.app.state, "registry_trust", None)
     if not isinstance(trust, RegistryTrustSource):
-        trust = RegistryTrustSource(ctx.sessions, ctx.keystore, region_code=ctx.settings.region_code)
+        # The local registry first, then peer regions' last good trust lists.
+        trust = federated_trust(ctx)
         request.app.state.registry_trust = trust
     return trust
 

@@ -19,7 +19,7 @@ from core.db import transaction
 from core.settings import Settings
 from core.tokens import Role, issue_token
 from seal_registry.demo import ensure_demo_data
-from seal_registry.pki import init_region
+from seal_registry.pki import init_pades, init_region
 
 
 class _Quiet:
@@ -73,6 +73,8 @@ def live_server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     ctx = open_context(settings)
     with transaction(ctx.sessions) as s:
         init_region(s, ctx.keystore, settings, actor="test")
+    with transaction(ctx.sessions) as s:
+        init_pades(s, ctx.keystore, settings, actor="test")
     ensure_demo_data(ctx.sessions, ctx.keystore, actor="test", console=_Quiet())
     with transaction(ctx.sessions) as s:
         _row, admin = issue_token(s, name="admin", role=Role.ADMIN)

@@ -18,6 +18,7 @@ import pytest
 
 from gmpki import sm2, sm3
 from gmpki.ca import issue_department_certificate, issue_root_ca, issue_seal_maker_certificate
+from gmpki.cms import CmsAlgorithm, build_signed_data, sign_detached
 from gmpki.ofd import OfdPackage
 from gmpki.seal import build_seal_info, make_seal, make_ses_signature
 from gmpki.signing import InMemorySigner
@@ -130,9 +131,15 @@ SIGN_DIR = "Doc_0/Signs/Sign_0"
 
 
 def seal_ofd(
-    ofd: bytes, pki: Pki, *, when: dt.datetime | None = None, signer_cert: str = "department"
+    ofd: bytes,
+    pki: Pki,
+    *,
+    when: dt.datetime | None = None,
+    signer_cert: str = "department",
+    time_stamp: bytes | Callable[[bytes], bytes] | None = None,
 ) -> bytes:
-    """Seal an unsigned single-document OFD the way ofdrw does (continue mode)."""
+    """Seal an unsigned single-document OFD the way ofdrw does (continue mode); ``time_stamp`` is
+    passed to make_ses_signature (a token, or a function of the signature value)."""
     pkg = OfdPackage(ofd)
     ofd_xml = pkg.read("OFD.xml").decode("utf-8")
     assert "Signatures>" not in ofd_xml
@@ -172,6 +179,7 @@ def seal_ofd(
         cert.der,
         key,
         when or now_utc(),
+        time_stamp=time_stamp,
         require_listed_signer=signer_cert == "department",
     )
     return pkg.rewrite(
@@ -179,6 +187,75 @@ def seal_ofd(
             "OFD.xml": files["OFD.xml"],
             "Doc_0/Signs/Signatures.xml": signatures,
             f"{SIGN_DIR}/Seal.esl": pki.seal,
+            f"{SIGN_DIR}/Signature.xml": signature_xml,
+            f"{SIGN_DIR}/SignedValue.dat": signed_value,
+        }
+    )
+
+
+def sign_type_ofd(
+    ofd: bytes,
+    cert: Certificate,
+    signer: InMemorySigner,
+    *,
+    when: dt.datetime | None = None,
+    embedded: bool = False,
+    signature_timestamp: Callable[[bytes], bytes] | None = None,
+    chain: tuple[Certificate, ...] = (),
+) -> bytes:
+    """Sign an unsigned single-document OFD with a Type="Sign" signature (GM/T 0099 §7.2.2): a
+    GB/T 35275 SignedData over Signature.xml in SignedValue.dat, either detached with messageDigest
+    = SM3(Signature.xml) (ofdrw's PKCS#9 container) or embedding that digest as its content."""
+    pkg = OfdPackage(ofd)
+    ofd_xml = pkg.read("OFD.xml").decode("utf-8")
+    ofd_xml = ofd_xml.replace(
+        "</ofd:DocBody>", "<ofd:Signatures>Doc_0/Signs/Signatures.xml</ofd:Signatures></ofd:DocBody>"
+    )
+    signatures = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ofd:Signatures {NS}><ofd:MaxSignId>1</ofd:MaxSignId>'
+        f'<ofd:Signature ID="1" Type="Sign" BaseLoc="/{SIGN_DIR}/Signature.xml"/></ofd:Signatures>'
+    ).encode()
+    files = {name: pkg.read(name) for name in pkg.names}
+    files["OFD.xml"] = ofd_xml.encode("utf-8")
+    references = "".join(
+        f'<ofd:Reference FileRef="/{name}"><ofd:CheckValue>{base64.b64encode(sm3.sm3(data)).decode()}'
+        "</ofd:CheckValue></ofd:Reference>"
+        for name, data in files.items()
+    )
+    signed_at = when or now_utc()
+    signature_xml = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ofd:Signature {NS}><ofd:SignedInfo>'
+        '<ofd:Provider ProviderName="eseal-tests" Version="0.1" Company="eseal"/>'
+        "<ofd:SignatureMethod>1.2.156.10197.1.501</ofd:SignatureMethod>"
+        f"<ofd:SignatureDateTime>{signed_at.strftime('%Y%m%d%H%M%SZ')}</ofd:SignatureDateTime>"
+        f'<ofd:References CheckMethod="1.2.156.10197.1.401">{references}</ofd:References>'
+        f"</ofd:SignedInfo><ofd:SignedValue>/{SIGN_DIR}/SignedValue.dat</ofd:SignedValue></ofd:Signature>"
+    ).encode()
+    certificates = [cert.der, *(c.der for c in chain)]
+    if embedded:
+        digest = sm3.sm3(signature_xml)
+        signed_value = build_signed_data(
+            sign=signer.sign,
+            algorithm=CmsAlgorithm.SM2,
+            certificates=certificates,
+            content_digest=sm3.sm3(digest),
+            econtent=digest,
+            signing_time=signed_at,
+            signature_timestamp=signature_timestamp,
+        )
+    else:
+        signed_value = sign_detached(
+            signature_xml,
+            sign=signer.sign,
+            algorithm=CmsAlgorithm.SM2,
+            certificates=certificates,
+            signing_time=signed_at,
+            signature_timestamp=signature_timestamp,
+        )
+    return pkg.rewrite(
+        {
+            "OFD.xml": files["OFD.xml"],
+            "Doc_0/Signs/Signatures.xml": signatures,
             f"{SIGN_DIR}/Signature.xml": signature_xml,
             f"{SIGN_DIR}/SignedValue.dat": signed_value,
         }

@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import InputTooLarge, MalformedData
 from gmpki.ofd import OfdPackage, write_package
-from verify import Indication, Result, SubIndication, UnsupportedFormat, UnusableInput, detect, verify_bytes
+from verify import Indication, Result, SubIndication, UnusableInput, detect, verify_bytes
 from verify.engine import InputKind
 
 from .conftest import Pki, seal_ofd
@@ -48,9 +48,32 @@ def test_unknown_input(data: bytes) -> None:
         verify_bytes(data)
 
 
-def test_pdf_is_not_yet_supported() -> None:
-    with pytest.raises(UnsupportedFormat):
-        verify_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")
+def _minimal_pdf(body: bytes = b"<< /Type /Catalog /Pages 2 0 R >>") -> bytes:
+    """A one-page PDF written by hand, with a correct cross-reference table."""
+    objects = [body, b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", b"<< /Type /Page /Parent 2 0 R >>"]
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, obj in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, obj)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_broken_pdf_is_a_format_failure() -> None:
+    report = verify_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")
+    assert (report.format, report.indication) == ("pdf", Indication.FAILED)
+    assert report.sub_indication is SubIndication.FORMAT_FAILURE
+    assert report.checks[0].id == "format.parse" and report.checks[0].result is Result.FAILED
+
+
+def test_unsigned_pdf_is_not_signed() -> None:
+    report = verify_bytes(_minimal_pdf())
+    assert (report.format, report.signed, report.indication) == ("pdf", False, Indication.NOT_SIGNED)
+    assert report.signatures == () and report.checks == ()
 
 
 def test_non_ofd_zip() -> None:
@@ -174,15 +197,18 @@ def test_missing_signed_value(interop_file: Callable[[str], bytes]) -> None:
     assert sig.check("document.references").result is Result.PASSED
 
 
-def test_sign_type_is_reported_not_yet_supported(interop_file: Callable[[str], bytes]) -> None:
+def test_seal_type_value_labelled_sign_is_a_format_failure(interop_file: Callable[[str], bytes]) -> None:
+    # An SES_Signature under Type="Sign" is not GB/T 35275 SignedData: mislabelled, never verified.
     entry = f'<ofd:Signature ID="1" Type="Sign" BaseLoc="/{SIG0}/Signature.xml"/>'
     report = verify_bytes(_with(interop_file(TAX), {SIGNATURES: _signatures(entry)}))
     (sig,) = report.signatures
     assert sig.type == "sign"
-    assert (sig.indication, sig.sub_indication) == (Indication.INDETERMINATE, SubIndication.FORMAT_FAILURE)
-    assert "not yet supported" in sig.check("format.parse").message_en
+    assert (sig.indication, sig.sub_indication) == (Indication.FAILED, SubIndication.FORMAT_FAILURE)
+    assert sig.check("format.parse").result is Result.FAILED
+    assert "CMS" in sig.check("format.parse").message_en
     assert sig.check("document.references").result is Result.PASSED
-    assert sig.check("signer.signature").result is Result.SKIPPED
+    assert sig.check("signer.signature").result is Result.SKIPPED  # nothing decodable to verify
+    assert sig.check("seal.maker_signature").result is Result.SKIPPED
 
 
 def test_broken_sign_type_signature_fails(interop_file: Callable[[str], bytes]) -> None:
