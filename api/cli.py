@@ -122,6 +122,63 @@ def init(
         bootstrap(ctx, demo=demo)
 
 
+def _serve_worker(host: str, port: int, access_log: bool) -> None:
+    """One worker of ``eseal serve --workers N``, in a process of its own.
+
+    Each worker listens on its own socket bound to the shared port with SO_REUSEPORT, so the
+    kernel spreads connections over the workers. With one socket shared by all workers (uvicorn's
+    ``workers=``), the first worker to wake accepts a whole burst of connections and keeps them
+    for their keep-alive life: measured with 32 keep-alive clients, one worker did all the work.
+    """
+    import socket
+
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # same user only (Linux)
+    sock.bind((host, port))
+    sock.listen(2048)
+    config = uvicorn.Config("api.app:create_app", factory=True, log_level="info", access_log=access_log)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _run_workers(host: str, port: int, workers: int, access_log: bool) -> int:
+    """Start the workers, stop them all on SIGINT/SIGTERM or when one exits; its exit code."""
+    import multiprocessing
+    import signal
+    from multiprocessing.connection import wait
+
+    spawn = multiprocessing.get_context("spawn")
+    procs = [
+        spawn.Process(target=_serve_worker, args=(host, port, access_log), name=f"eseal-worker-{i}")
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    signalled: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        signalled.append(signum)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # uvicorn shuts down gracefully on SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not signalled and all(proc.is_alive() for proc in procs):
+        wait([proc.sentinel for proc in procs], timeout=1.0)
+    crashed = [proc for proc in procs if not proc.is_alive()] if not signalled else []
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join()
+    return (crashed[0].exitcode or 1) if crashed else 0
+
+
 @app.command()
 @handle_errors
 def serve(
@@ -143,6 +200,8 @@ def serve(
     ] = True,
 ) -> None:
     """启动服务 / start the HTTP service."""
+    import socket
+
     import uvicorn
 
     from .app import create_app
@@ -164,7 +223,12 @@ def serve(
             os.environ.setdefault(
                 "ESEAL_KEYSTORE_PASSPHRASE_FILE", str(ctx.settings.keystore_passphrase_file)
             )
-    uvicorn.run(
+    if hasattr(socket, "SO_REUSEPORT"):
+        code = _run_workers(host, port, workers, access_log)
+        if code:
+            raise typer.Exit(code=code)
+        return
+    uvicorn.run(  # no SO_REUSEPORT (Windows): uvicorn's workers on one shared socket
         "api.app:create_app",
         factory=True,
         host=host,
