@@ -24,7 +24,6 @@ import binascii
 import json
 import logging
 import threading
-from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote
@@ -34,10 +33,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from core.db import transaction
-from core.errors import InputTooLarge, InvalidInput, MalformedData
+from core.errors import InvalidInput, MalformedData
 from core.tokens import Principal
 from gmpki.ofd import ContainerLimits
 from signer.batch import (
@@ -63,6 +61,7 @@ from signer.ses_signing import SES_MEDIA_TYPE
 from ..context import ServiceContext
 from ..problems import PROBLEM_JSON
 from ..security import check_department_scope, get_context
+from ..uploads import media_type, multipart_form, read_body, read_part, too_large
 from .sign import signer_principal
 
 router = APIRouter(prefix="/v1/batch", tags=["batch"])
@@ -71,7 +70,6 @@ log = logging.getLogger("eseal.api.batch")
 MAX_ITEMS_PER_REQUEST: Final = 10_000
 MAX_WORKERS: Final = 16
 _FORM_OVERHEAD: Final = 256 * 1024
-_CHUNK: Final = 1024 * 1024
 _JOB_FIELDS: Final = (
     "es_id",
     "department_id",
@@ -220,24 +218,6 @@ def _run_in_background(ctx: ServiceContext, job_id: str, actor: str, body: RunIn
 
 
 # --- reading requests -----------------------------------------------------------------------------------
-def _too_large(limit: int) -> InputTooLarge:
-    return InputTooLarge(
-        f"请求内容过大（上限 {limit} 字节）", f"Request too large (limit {limit} bytes)", limit=limit
-    )
-
-
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit)
-        yield chunk
-
-
 def _decode_items(items: list[ItemIn], limit: int) -> list[BatchInput]:
     inputs: list[BatchInput] = []
     total = 0
@@ -251,21 +231,14 @@ def _decode_items(items: list[ItemIn], limit: int) -> list[BatchInput]:
             ) from None
         total += len(data)
         if total > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         inputs.append(BatchInput(item.key, item.name or item.key, data))
     return inputs
 
 
-def _media(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
 async def _json_body(request: Request, limit: int) -> bytes:
-    body = bytearray()
     # base64 grows the documents by a third; the JSON around them is small.
-    async for chunk in _limited(request, limit * 4 // 3 + _FORM_OVERHEAD):
-        body += chunk
-    return bytes(body)
+    return await read_body(request, limit * 4 // 3 + _FORM_OVERHEAD)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -283,18 +256,9 @@ async def _multipart(
     request: Request, limit: int, job_kind: JobKind | None
 ) -> tuple[dict[str, str], list[BatchInput]]:
     """Form fields and documents of a multipart request (``file`` parts and an optional ``archive``)."""
-    parser = MultiPartParser(
-        request.headers,
-        _limited(request, limit + _FORM_OVERHEAD),
-        max_files=MAX_ITEMS_PER_REQUEST,
-        max_fields=len(_JOB_FIELDS),
-        max_part_size=1024,
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InvalidInput("表单格式错误", f"Malformed multipart form: {exc.message}") from None
-    try:
+    async with multipart_form(
+        request, limit, max_files=MAX_ITEMS_PER_REQUEST, max_fields=len(_JOB_FIELDS), overhead=_FORM_OVERHEAD
+    ) as form:
         fields = {k: v for k, v in form.items() if k in _JOB_FIELDS and isinstance(v, str)}
         # The job's kind decides which archive entries are documents (.ofd only, or every file).
         kind = job_kind or JobKind(
@@ -305,23 +269,17 @@ async def _multipart(
         for name, value in form.multi_items():
             if not isinstance(value, UploadFile) or name not in ("file", "archive"):
                 continue
-            data = bytearray()
-            while chunk := await value.read(_CHUNK):
-                data += chunk
-                total += len(chunk)
-                if total > limit:
-                    raise _too_large(limit)
+            data = await read_part(value, limit, total)
+            total += len(data)
             if name == "archive":
                 limits = ContainerLimits(max_input_size=limit, max_total_size=limit)
-                inputs.extend(await run_in_threadpool(read_archive, bytes(data), kind=kind, limits=limits))
+                inputs.extend(await run_in_threadpool(read_archive, data, kind=kind, limits=limits))
             else:
                 key = (value.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
                 if not key:
                     raise InvalidInput("上传的文件缺少文件名", "an uploaded file has no file name")
-                inputs.append(BatchInput(key, key, bytes(data)))
+                inputs.append(BatchInput(key, key, data))
         return fields, inputs
-    finally:
-        await form.close()
 
 
 def _form_job(fields: dict[str, str]) -> JobFields:
@@ -446,7 +404,7 @@ async def create_batch(
     who: Principal = Depends(signer_principal),  # noqa: B008
 ) -> JobOut:
     limit = ctx.settings.max_upload_bytes
-    if _media(request) == "multipart/form-data":
+    if media_type(request) == "multipart/form-data":
         fields, inputs = await _multipart(request, limit, None)
         body = _form_job(fields)
     else:
@@ -494,7 +452,7 @@ async def add_batch_items(
 ) -> JobOut:
     limit = ctx.settings.max_upload_bytes
     kind = await run_in_threadpool(_job_kind, ctx, who, job_id)
-    if _media(request) == "multipart/form-data":
+    if media_type(request) == "multipart/form-data":
         _fields, inputs = await _multipart(request, limit, kind)
         if not inputs:
             raise InvalidInput("没有提交文档", "no document was sent")

@@ -14,7 +14,7 @@ while they stream in.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -24,10 +24,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from core.db import transaction
-from core.errors import InputTooLarge, InvalidInput, PermissionDenied
+from core.errors import InvalidInput, PermissionDenied
 from core.tokens import Principal, Role
 from gmpki.ofd import ContainerLimits
 from signer.batch import signature_timestamper
@@ -40,12 +39,11 @@ from signer.two_step import result_to_json, sign_digest
 from ..context import ServiceContext
 from ..problems import PROBLEM_JSON
 from ..security import check_department_scope, get_context, require_roles
+from ..uploads import media_type, multipart_form, read_body, read_part
 
 router = APIRouter(prefix="/v1/sign", tags=["sign"])
 
-MULTIPART_OVERHEAD: Final = 64 * 1024
 MAX_FIELD: Final = 1024
-_CHUNK: Final = 1024 * 1024
 _FIELDS: Final = (
     "es_id",
     "department_id",
@@ -91,24 +89,6 @@ class Upload:
     fields: Mapping[str, str]
 
 
-def _too_large(limit: int) -> InputTooLarge:
-    return InputTooLarge(
-        f"上传内容过大（上限 {limit} 字节）", f"Upload too large (limit {limit} bytes)", limit=limit
-    )
-
-
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit)
-        yield chunk
-
-
 def _field(name: str, value: str) -> str:
     if len(value) > MAX_FIELD:
         raise InvalidInput(f"字段 {name} 过长", f"Field {name} is too long")
@@ -117,41 +97,23 @@ def _field(name: str, value: str) -> str:
 
 async def read_upload(request: Request, limit: int) -> Upload:
     """The file and the signing fields: a multipart form (``file`` + fields) or a raw body (+ query)."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "multipart/form-data":
-        body = bytearray()
-        async for chunk in _limited(request, limit):
-            body += chunk
+    if media_type(request) != "multipart/form-data":
+        body = await read_body(request, limit)
         if not body:
             raise InvalidInput("请求体为空：请上传要签章的文件", "Empty body: send the file to sign")
         fields = {k: _field(k, v) for k, v in request.query_params.items() if k in _FIELDS}
-        return Upload(bytes(body), fields.get("name"), fields)
-    parser = MultiPartParser(
-        request.headers,
-        _limited(request, limit + MULTIPART_OVERHEAD),
-        max_files=1,
-        max_fields=len(_FIELDS),
-        max_part_size=MAX_FIELD,
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InvalidInput("表单格式错误", f"Malformed multipart form: {exc.message}") from None
-    try:
+        return Upload(body, fields.get("name"), fields)
+    async with multipart_form(
+        request, limit, max_files=1, max_fields=len(_FIELDS), max_part_size=MAX_FIELD
+    ) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("缺少文件字段 file", "The form has no file field named 'file'")
-        data = bytearray()
-        while chunk := await upload.read(_CHUNK):
-            data += chunk
-            if len(data) > limit:
-                raise _too_large(limit)
+        data = await read_part(upload, limit)
         if not data:
             raise InvalidInput("上传的文件为空", "The uploaded file is empty")
         fields = {k: _field(k, v) for k, v in form.items() if k in _FIELDS and isinstance(v, str)}
-        return Upload(bytes(data), fields.get("name") or upload.filename, fields)
-    finally:
-        await form.close()
+        return Upload(data, fields.get("name") or upload.filename, fields)
 
 
 def _required(fields: Mapping[str, str], name: str) -> str:

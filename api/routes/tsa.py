@@ -13,36 +13,18 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import InputTooLarge, NotFound
+from core.errors import NotFound
 from gmpki.tsp import FailureInfo, build_rejection
 from signer.tsa import DEFAULT_POLICY_OID, TIMESTAMP_QUERY, TIMESTAMP_REPLY, TimeStampAuthority
 
 from ..context import ServiceContext
 from ..problems import PROBLEM_JSON, problem
 from ..security import get_context
+from ..uploads import read_body
 
 router = APIRouter(prefix="/v1", tags=["tsa"])
 
 MAX_QUERY_BYTES: Final = 64 * 1024
-
-
-def _too_large() -> InputTooLarge:
-    return InputTooLarge(
-        f"时间戳请求过大（上限 {MAX_QUERY_BYTES} 字节）",
-        f"Time-stamp request too large (limit {MAX_QUERY_BYTES} bytes)",
-    )
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_QUERY_BYTES:
-        raise _too_large()
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_QUERY_BYTES:
-            raise _too_large()
-    return bytes(body)
 
 
 def _respond(ctx: ServiceContext, query: bytes) -> bytes:
@@ -87,6 +69,6 @@ async def timestamp(request: Request, ctx: ServiceContext = Depends(get_context)
             f"请求类型必须为 {TIMESTAMP_QUERY}",
             f"Content-Type must be {TIMESTAMP_QUERY}",
         )
-    query = await _read_body(request)
+    query = await read_body(request, MAX_QUERY_BYTES)
     reply = await run_in_threadpool(_respond, ctx, query)
     return Response(reply, media_type=TIMESTAMP_REPLY, headers={"Cache-Control": "no-store"})
