@@ -301,7 +301,7 @@ def _caption_face(path: str, chars: str) -> bytes:
     seal on.
     """
     from fontTools import subset  # type: ignore[import-untyped]
-    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont
 
     font = TTFont(io.BytesIO(_face_bytes(path)), lazy=True)
     options = subset.Options()
