@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from core.settings import Settings, get_settings
 
-from . import audit_signing, metrics, problems
+from . import audit_signing, licence_expiry, metrics, problems
 from .context import ServiceContext, open_context
 from .routes import audit, departments, federation, pki, seals, sign, system, tokens, tsa, verify
 from .routes import batch as batch
@@ -40,10 +40,19 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         signer_task = asyncio.create_task(
             audit_signing.run_periodically(ctx, settings.audit_head_sign_interval_s)
         )
+        expiry_task = (
+            asyncio.create_task(licence_expiry.run_periodically(ctx, settings.licence_expiry_interval_s))
+            if settings.licence_expiry_interval_s > 0
+            else None
+        )
         try:
             yield
         finally:
             signer_task.cancel()
+            if expiry_task is not None:
+                expiry_task.cancel()
+                # Waits for a sweep in progress to commit or roll back before the context closes.
+                await asyncio.gather(expiry_task, return_exceptions=True)
             if context is None:
                 ctx.close()
 

@@ -72,7 +72,7 @@ def type_add(
     ],
 ) -> None:
     """新增证照类型 / add a licence type from JSON (type_code, name, defining_authority_name,
-    metadata_schema, seal_type, optional template, issuing_authorities, default_valid_days)."""
+    metadata_schema, seal_type, optional template, issuing_authorities, default_valid_days, print_pdf)."""
     from core.db import transaction
     from licence_store.catalogue import create_type
 
@@ -88,6 +88,7 @@ def type_add(
         "seal_type",
         "issuing_authorities",
         "default_valid_days",
+        "print_pdf",
     }
     unknown = sorted(set(spec) - allowed)
     if unknown:
@@ -109,12 +110,47 @@ def type_list() -> None:
 
     with service() as ctx, ctx.sessions() as s:
         table = Table()
-        for col in ("type_code", "name", "seal type", "validity", "active"):
+        for col in ("type_code", "name", "seal type", "validity", "print pdf", "active"):
             table.add_column(col, overflow="fold")
         for t in list_types(s):
             days = f"{t.default_valid_days} d" if t.default_valid_days else "长期"
-            table.add_row(t.type_code, safe(t.name), t.seal_type, days, "yes" if t.active else "no")
+            pdf = "yes" if t.print_pdf else "no"
+            table.add_row(t.type_code, safe(t.name), t.seal_type, days, pdf, "yes" if t.active else "no")
         out.print(table)
+
+
+@licence_app.command("type-update")
+@handle_errors
+def type_update(
+    type_ref: Annotated[str, typer.Argument(help="证照类型代码或 ID / licence type code or id")],
+    print_pdf: Annotated[
+        bool | None,
+        typer.Option(
+            "--print-pdf/--no-print-pdf",
+            help="颁发时同步生成并签章打印版 PDF / also make and seal a print PDF when issuing",
+        ),
+    ] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--retired", help="启用或停用 / in use or retired")
+    ] = None,
+) -> None:
+    """修改证照类型 / change a licence type (licences already issued keep what they have)."""
+    from core.db import transaction
+    from licence_store.catalogue import update_type
+
+    if print_pdf is None and active is None:
+        raise InvalidInput(
+            "没有要修改的内容（--print-pdf/--no-print-pdf、--active/--retired）",
+            "nothing to change (--print-pdf/--no-print-pdf, --active/--retired)",
+        )
+    with service() as ctx, transaction(ctx.sessions) as s:
+        row = update_type(s, type_ref, actor=CLI_ACTOR, print_pdf=print_pdf, active=active)
+        out.print(
+            f"证照类型已修改 licence type updated: {row.type_code} revision {row.revision} "
+            f"print_pdf={'yes' if row.print_pdf else 'no'} active={'yes' if row.active else 'no'}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 # --- issue and lifecycle --------------------------------------------------------------------------------
@@ -127,15 +163,26 @@ def issue(
     seal: Annotated[str | None, typer.Option("--seal", help="印章编码 / seal esID (default: auto)")] = None,
     client_key: Annotated[str | None, typer.Option("--client-key", help="幂等键 / idempotency key")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", dir_okay=False, help="保存 OFD")] = None,
+    pdf_output: Annotated[
+        Path | None,
+        typer.Option("--pdf-output", dir_okay=False, help="保存打印版 PDF / save the print PDF"),
+    ] = None,
 ) -> None:
     """颁发证照 / issue a licence (validate, render, seal, store, audit in one transaction)."""
     from core.db import transaction
-    from licence_store.issuing import issue_licence, licence_file
+    from licence_store.catalogue import get_type
+    from licence_store.issuing import PdfNotAvailable, issue_licence, licence_file, licence_pdf
 
     data = _json_file(metadata)
     with service() as ctx:
         services = _services(ctx)
         with transaction(ctx.sessions) as s:
+            if pdf_output is not None and not get_type(s, type_ref).print_pdf:
+                # Refused before anything is issued rather than after the commit.
+                raise PdfNotAvailable(
+                    f"证照类型 {type_ref} 不同步生成打印版 PDF（eseal licence type-update --print-pdf）",
+                    f"licence type {type_ref} makes no print PDF (eseal licence type-update --print-pdf)",
+                )
             row = issue_licence(
                 s,
                 services,
@@ -151,6 +198,11 @@ def issue(
         if output is not None:
             write_atomic(output, licence_file(services, row))
             out.print(f"→ {output}", markup=False, soft_wrap=True)
+        if row.pdf_sm3 is not None:
+            out.print(f"打印版 PDF print PDF: {row.pdf_sm3}", markup=False, soft_wrap=True)
+        if pdf_output is not None:
+            write_atomic(pdf_output, licence_pdf(services, row))
+            out.print(f"→ {pdf_output}", markup=False, soft_wrap=True)
 
 
 @licence_app.command("show")
@@ -300,8 +352,10 @@ def download(
     output: Annotated[Path, typer.Option("-o", "--output", dir_okay=False, help="输出文件 / output")],
     copy: Annotated[bool, typer.Option("--copy", help="加注件 / annotated copy")] = False,
     purpose: Annotated[str | None, typer.Option(help="用途（加注件必填）/ purpose")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf", help="打印版 PDF / the sealed print PDF")] = False,
 ) -> None:
-    """下载证照原件或加注件（记入访问日志）/ download the original or an annotated copy (logged)."""
+    """下载证照原件、打印版 PDF 或加注件（记入访问日志）/ download the original, the print PDF or an
+    annotated copy (logged)."""
     from licence_store.access_log import Accessor
     from licence_store.sharing import use_licence
 
@@ -314,6 +368,7 @@ def download(
             privileged=True,
             purpose=purpose,
             want_original=not copy,
+            pdf=pdf,
         )
     write_atomic(output, delivered.data)
     out.print(
@@ -497,26 +552,40 @@ def objection_accept(
 @licence_app.command("import")
 @handle_errors
 def import_cmd(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV 或 JSON / CSV or JSON")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="CSV、JSON，或 ZIP（清单加证照文件）/ CSV, JSON or ZIP"
+        ),
+    ],
     type_ref: Annotated[str, typer.Option("--type", help="证照类型代码 / licence type code")],
     department: DepartmentOpt,
-    fmt: Annotated[str | None, typer.Option("--format", help="csv | json（默认按扩展名）")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv | json | zip（默认按扩展名）")] = None,
     seal: Annotated[str | None, typer.Option("--seal", help="印章编码 / seal esID")] = None,
     workers: Annotated[int, typer.Option(help="签章进程数 / sealing processes")] = 2,
 ) -> None:
-    """导入存量证照：先校验全部行，再生成、签章、登记；中断后重跑即续做 / import stock licences
-    (all rows validated first; rerun the same command to resume after an interruption)."""
+    """导入存量证照：先校验全部行与文件，再生成（已有 OFD 文件则不生成）、签章、登记；中断后重跑即续做
+    / import stock licences (all rows and files validated first; a ZIP holds manifest.csv or
+    manifest.json and the OFD files its ``file`` column names, which are sealed instead of rendered;
+    rerun the same command to resume after an interruption)."""
     from core.db import transaction
-    from licence_store.stock_import import MAX_IMPORT_BYTES, ImportProgress, create_import, run_import
+    from licence_store.stock_import import (
+        MAX_ARCHIVE_BYTES,
+        MAX_IMPORT_BYTES,
+        ImportProgress,
+        create_import,
+        run_import,
+    )
     from signer.batch import WorkerResources
 
-    if file.stat().st_size > MAX_IMPORT_BYTES:
-        raise InvalidInput(
-            f"导入文件超过 {MAX_IMPORT_BYTES} 字节", f"the import file exceeds {MAX_IMPORT_BYTES} bytes"
-        )
+    suffix = file.suffix.lower()
+    kind = fmt or ("csv" if suffix == ".csv" else "zip" if suffix == ".zip" else "json")
+    limit = MAX_ARCHIVE_BYTES if kind.strip().lower() == "zip" else MAX_IMPORT_BYTES
+    if file.stat().st_size > limit:
+        raise InvalidInput(f"导入文件超过 {limit} 字节", f"the import file exceeds {limit} bytes")
     data = file.read_bytes()
-    kind = fmt or ("csv" if file.suffix.lower() == ".csv" else "json")
     with service() as ctx:
+        res = WorkerResources(ctx.settings, ctx.sessions, ctx.keystore, ctx.blobs)
         with transaction(ctx.sessions) as s:
             imp, created = create_import(
                 s,
@@ -526,6 +595,8 @@ def import_cmd(
                 fmt=kind,
                 actor=CLI_ACTOR,
                 es_id=seal,
+                blobs=ctx.blobs,
+                file_limits=res.limits,
             )
             import_id = imp.id
         out.print(
@@ -542,7 +613,6 @@ def import_cmd(
                 markup=False,
             )
 
-        res = WorkerResources(ctx.settings, ctx.sessions, ctx.keystore, ctx.blobs)
         final, _summary = run_import(
             res, _services(ctx), import_id, actor=CLI_ACTOR, workers=workers, on_progress=progress
         )

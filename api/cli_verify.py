@@ -1,8 +1,11 @@
-"""``eseal verify FILE``: verify a seal, an SES signature or a sealed OFD from the command line.
+"""``eseal verify FILE``: verify a seal, an SES or CMS signature or a sealed OFD or PDF from the
+command line. ``--data`` gives the signed data of a standalone SES signature or a detached CMS.
 
 Offline by default: trust comes only from the files given (``--trust`` anchors, ``--crl`` lists, a
-signed ``--snapshot`` of seal status). ``--local`` adds the local registry (its root, imported
-anchors, current CRL and the state of its seals).
+signed ``--snapshot`` of seal status). ``--trust`` takes CA certificates of any key type: SM2 ones
+anchor SM2 chains, ECDSA/RSA ones the chains of PDF and CMS signatures made with those algorithms.
+``--local`` adds the local registry (its root, imported anchors, PAdES interop root, current CRL and
+the state of its seals).
 
 Exit codes: 0 PASSED, 1 FAILED, 2 INDETERMINATE, 3 NOT_SIGNED, 4 the input or the options could not
 be used (unknown format, unreadable file, bad trust file, ...).
@@ -36,6 +39,7 @@ from verify import (
     load_policy,
     verify_bytes,
 )
+from verify.interop import InteropAnchorSource, InteropTrustSource
 from verify.report import CertificateSummary, CheckResult, SubIndication, iso
 from verify.snapshot_trust import SnapshotTrustSource
 
@@ -67,7 +71,8 @@ _RESULT_STYLE: Final = {
 
 
 class CombinedTrustSource:
-    """Several sources as one: every anchor, intermediate and CRL; the first seal status known."""
+    """Several sources as one: every anchor (SM2 and interop), intermediate and CRL; the first seal
+    status known."""
 
     def __init__(self, sources: Sequence[TrustSource]) -> None:
         self.sources = tuple(sources)
@@ -87,6 +92,10 @@ class CombinedTrustSource:
             if fact is not None:
                 return fact
         return None
+
+    def interop_anchors(self, at: dt.datetime) -> Sequence[bytes]:
+        found = (d for s in self.sources if isinstance(s, InteropAnchorSource) for d in s.interop_anchors(at))
+        return tuple(dict.fromkeys(found))
 
 
 def _unique(certs: Iterator[Certificate] | Sequence[Certificate]) -> tuple[Certificate, ...]:
@@ -131,7 +140,7 @@ def trust_from_options(
     with ExitStack() as stack:
         sources: list[TrustSource] = []
         if trust:
-            sources.append(FileTrustSource.from_paths(trust, crls=crl))
+            sources.append(InteropTrustSource.from_any_paths(trust, crls=crl))
         elif crl:
             if not local:
                 raise ConfigurationError(
@@ -262,14 +271,25 @@ def print_report(report: DocumentReport, file: Path) -> None:
 # --- the command -------------------------------------------------------------------------------------
 def verify_command(
     file: Annotated[
-        Path, typer.Argument(help="OFD/PDF 文档、电子签章数据或印章 / OFD or PDF, SES signature or seal")
+        Path,
+        typer.Argument(
+            help="OFD/PDF 文档、电子签章数据、CMS 签名或印章 / OFD or PDF, SES or CMS signature, or seal"
+        ),
     ],
     data: Annotated[
-        Path | None, typer.Option("--data", help="原文（独立签章数据时）/ detached data of an SES signature")
+        Path | None,
+        typer.Option(
+            "--data",
+            help="原文（独立签章数据或分离式 CMS 签名时）/ signed data of an SES or detached CMS signature",
+        ),
     ] = None,
     trust: Annotated[
         list[Path] | None,
-        typer.Option("--trust", help="信任锚证书或目录（可多次）/ trust anchor certificates or directories"),
+        typer.Option(
+            "--trust",
+            help="信任锚证书或目录（可多次；SM2、ECDSA 或 RSA）/ trust anchor certificates or directories "
+            "(SM2, ECDSA or RSA)",
+        ),
     ] = None,
     crl: Annotated[list[Path] | None, typer.Option("--crl", help="证书撤销列表 / CRL files")] = None,
     snapshot: Annotated[
@@ -286,7 +306,7 @@ def verify_command(
         bool, typer.Option("--local", help="同时使用本地印章登记系统 / also trust the local registry")
     ] = False,
 ) -> None:
-    """验证签章 / verify a seal, an SES signature or a sealed OFD or PDF.
+    """验证签章 / verify a seal, an SES or CMS signature (with --data), or a sealed OFD or PDF.
 
     退出码 exit codes: 0 通过 PASSED, 1 失败 FAILED, 2 无法确定 INDETERMINATE, 3 未签名 NOT_SIGNED,
     4 无法使用的输入或选项 unusable input or options.

@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class MeasureRequests:
+    """A plain ASGI middleware: counts and times each HTTP request once its response is sent.
+
+    Not ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs every request through
+    a task group and memory streams, which cost as much as a small route does.
+    """
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what the client gets when the app fails before answering
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            # The router records the matched route in the scope: label by its template, not the path.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.latency.labels(method, template).observe(time.perf_counter() - start)
+            self.requests.labels(method, template, str(status)).inc()
 
 
 def install(app: FastAPI) -> None:
@@ -19,16 +54,7 @@ def install(app: FastAPI) -> None:
         "eseal_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry
     )
     app.state.metrics_registry = registry
-
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        latency.labels(request.method, template).observe(time.perf_counter() - start)
-        requests.labels(request.method, template, str(response.status_code)).inc()
-        return response
+    app.add_middleware(MeasureRequests, requests=requests, latency=latency)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

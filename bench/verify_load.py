@@ -9,13 +9,21 @@ Usage: python bench/verify_load.py [--seconds 10] [--connections 32] [--workers 
 3. Checks one ``POST /v1/verify`` of the sealed file is PASSED (trust from the running registry:
    its root, its CRL and the seal's live status, as any client gets).
 4. Runs ``wrk --latency`` with a Lua script posting the file as the raw body, ``--connections``
-   connections for ``--seconds`` seconds, and prints throughput and latency percentiles, next to
-   ``openssl speed -multi N sm2`` verifies/s measured in the same run.
+   connections for ``--seconds`` seconds, and prints throughput and latency percentiles.
 5. Stops the server (SIGTERM to its process group, SIGKILL after a grace period) and removes the
    directory. Everything is bounded in time; wrk comes from the system (``apt-get install wrk``).
 
+Ratios, as the other benches print them, to bounds measured in the same command: a warm verification
+costs exactly one SM2 verify (the signer's over the new document; the rest is answered from the
+verifier's content caches and the registry's cached view), so ``workers`` × eseal's in-process SM2
+verify rate is the ceiling no amount of HTTP or framework tuning can pass; ``workers`` × the
+in-process warm verification rate (same trust source as the server, its one stamp query included)
+is the ceiling for a free HTTP layer; ``openssl speed -multi N sm2`` is the native reference.
+
 wrk and the server share the machine: on a 2-core host the figures are what 2 cores give with the
-load generator's own (small) share taken out of them.
+load generator's own (small) share taken out of them, and whatever else runs on the host takes its
+share too. The CPU time the server's processes and wrk used per request (from /proc and rusage) does
+not depend on that; the "capacity" line is what those costs give on ``--cores`` idle cores.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import io
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -35,6 +44,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -114,6 +124,58 @@ def build_region(var_dir: Path, passphrase: str) -> bytes:
             )
     finally:
         ctx.close()
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of this process's CPU time (as ``openssl speed`` divides by its user time), so
+    that other load on the machine does not lower the reference."""
+    n, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    return n / (time.process_time() - cpu)
+
+
+def in_process_rates(var_dir: Path, passphrase: str, sealed: bytes, seconds: float) -> tuple[float, float]:
+    """(SM2 verifies/s through gmpki, warm verifications/s of ``sealed`` through the registry's
+    federated trust source, as the server verifies), per second of one core, in this process."""
+    from api.context import open_context
+    from api.routes.federation import federated_trust
+    from core.settings import Settings
+    from gmpki import sm2
+    from verify import Indication, verify_bytes
+
+    key = sm2.SM2PrivateKey.generate()
+    message = os.urandom(1024)
+    signature = sm2.sign(key, message)
+    sm2_rate = rate(lambda: sm2.verify(key.public_key, message, signature), seconds)
+    ctx = open_context(Settings(var_dir=var_dir, keystore_passphrase=passphrase), migrate=False)
+    try:
+        trust = federated_trust(ctx)
+        assert verify_bytes(sealed, trust=trust).indication is Indication.PASSED
+        return sm2_rate, rate(lambda: verify_bytes(sealed, trust=trust), seconds)
+    finally:
+        ctx.close()
+
+
+def group_cpu_seconds(pgid: int) -> float | None:
+    """User + system CPU seconds of the live processes of a process group (Linux /proc), or None."""
+    total = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -197,6 +259,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--wrk-threads", type=int, default=1)
+    ap.add_argument("--ref-seconds", type=int, default=3, help="time for each in-process reference rate")
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores for the capacity line")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary dir)")
     args = ap.parse_args()
     wrk = shutil.which("wrk")
@@ -216,6 +280,7 @@ def main() -> None:
         script = tmp / "post.lua"
         script.write_text(LUA)
         print(f"region and sealed OFD ({len(sealed)} bytes) built in {time.perf_counter() - t0:.1f} s")
+        sm2_rate, warm_rate = in_process_rates(var_dir, passphrase, sealed, args.ref_seconds)
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -238,6 +303,8 @@ def main() -> None:
         for _ in range(20):  # warm every worker's caches before measuring
             verify_once(url, sealed)
 
+        cpu_before = group_cpu_seconds(proc.pid)  # the server runs in a session (and group) of its own
+        wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = subprocess.run(
             [
                 wrk,
@@ -257,19 +324,20 @@ def main() -> None:
             timeout=args.seconds + 60,
             check=True,
         )
+        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_after = group_cpu_seconds(proc.pid)
         figures = parse_wrk(run.stdout)
         stop(proc)
         ref = openssl_sm2(3, multi=args.workers)[1]
 
         print(run.stdout.rstrip())
         print()
+        rps = figures["rps"]
         print(
             f"POST /v1/verify, one-seal OFD, {args.workers} workers, {args.connections} connections, "
             f"{args.seconds} s"
         )
-        print(
-            f"  throughput        {figures['rps']:8.1f} verifications/s ({figures['requests']:.0f} requests)"
-        )
+        print(f"  throughput        {rps:8.1f} verifications/s ({figures['requests']:.0f} requests)")
         print(
             "  latency           "
             + "  ".join(
@@ -277,10 +345,28 @@ def main() -> None:
             )
         )
         print(f"  errors            {figures['non_2xx']:.0f} non-2xx, {figures['socket_errors']:.0f} socket")
-        print(
-            f"  openssl speed -multi {args.workers} sm2: {ref:.0f} verifies/s -> one API verification costs "
-            f"{ref / figures['rps']:.1f} SM2 verifies"
+        n = args.workers
+        print(f"{'bound (same command)':<44}{'per s':>10}{'ratio':>8}")
+        for label, bound, note in (
+            (f"{n} x in-process SM2 verify", n * sm2_rate, "a warm verification costs one"),
+            (f"{n} x in-process warm verification", n * warm_rate, "the HTTP layer for free"),
+            (f"openssl speed -multi {n} sm2 verify", ref, "native reference"),
+        ):
+            print(f"  {label:<42}{bound:>10.0f}{rps / bound:>8.3f}   ({note})")
+        print(f"  one API verification costs {ref / rps:.1f} OpenSSL SM2 verifies of {n} cores")
+        requests = figures["requests"]
+        wrk_cpu = (
+            wrk_after.ru_utime + wrk_after.ru_stime - wrk_before.ru_utime - wrk_before.ru_stime
         )
+        if cpu_before is not None and cpu_after is not None and requests:
+            server_ms = (cpu_after - cpu_before) / requests * 1000
+            wrk_ms = wrk_cpu / requests * 1000
+            capacity = args.cores * 1000 / (server_ms + wrk_ms)
+            print(
+                f"  CPU per request   server {server_ms:.2f} ms, wrk {wrk_ms:.2f} ms (in-process warm "
+                f"verification {1000 / warm_rate:.2f} ms) -> {args.cores} idle cores: {capacity:.0f} "
+                f"verifications/s, {capacity / (args.cores * warm_rate):.3f} of {args.cores} x in-process"
+            )
         if figures["non_2xx"] or figures["socket_errors"]:
             sys.exit("errors during the run")
     finally:

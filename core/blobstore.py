@@ -9,10 +9,15 @@ the content against its name.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import os
 import re
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,6 +63,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@dataclass
+class SweepReport:
+    """What a sweep found: blobs examined, kept (named by a record, or within the grace period),
+    removed (with their size) and stray temporaries removed; counts of what *would* go on a dry run."""
+
+    examined: int
+    referenced: int
+    recent: int
+    removed: int
+    removed_bytes: int
+    temporaries: int
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
 class BlobStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -99,8 +120,15 @@ class BlobStore:
             blob_id = hasher.hexdigest()
             final = self.path(blob_id)
             if final.is_file() and self._matches(final, blob_id):
-                tmp.unlink()
-                return blob_id
+                try:
+                    # Refreshing the time marks the blob as wanted again: a sweep spares blobs
+                    # touched within its grace period (see sweep()).
+                    os.utime(final)
+                except FileNotFoundError:
+                    pass  # swept meanwhile: store this copy below
+                else:
+                    tmp.unlink()
+                    return blob_id
             # A missing or corrupted copy is (re)placed atomically.
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
@@ -110,6 +138,78 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+
+    def ids(self) -> Iterator[str]:
+        """Every stored blob's id (files named like a blob under ``ab/cd/``; anything else is ignored)."""
+        for first in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
+            for second in sorted(first.glob("[0-9a-f][0-9a-f]")):
+                for path in sorted(second.iterdir()):
+                    name = path.name
+                    if _HASH_RE.fullmatch(name) and name[:2] == first.name and name[2:4] == second.name:
+                        yield name
+
+    def sweep(
+        self,
+        referenced: Callable[[], AbstractSet[str]],
+        *,
+        older_than: dt.timedelta,
+        dry_run: bool = False,
+        now: float | None = None,
+    ) -> SweepReport:
+        """Remove blobs no record names and nobody stored within ``older_than``; stray temporaries too.
+
+        Orphans come from crashes: a blob is written before the row that names it commits, and a
+        transaction that then rolls back leaves it behind. The grace period spares blobs whose row
+        may still be on its way to a commit; ``referenced`` is asked *after* the candidates are
+        listed, so a row committed before that is seen. A blob is first moved aside, and put back
+        if ``put`` refreshed it meanwhile (put touches an existing blob before reusing it and
+        rewrites a missing one), so a concurrent store of the same content is never lost.
+        """
+        cutoff = (time.time() if now is None else now) - older_than.total_seconds()
+        stored = list(self.ids())
+        old = [blob_id for blob_id in stored if self.path(blob_id).stat().st_mtime < cutoff]
+        wanted = referenced()
+        report = SweepReport(
+            examined=len(stored),
+            referenced=sum(1 for blob_id in old if blob_id in wanted),
+            recent=len(stored) - len(old),
+            removed=0,
+            removed_bytes=0,
+            temporaries=0,
+        )
+        trash = self.root / ".trash"
+        for blob_id in old:
+            if blob_id in wanted:
+                continue
+            path = self.path(blob_id)
+            size = path.stat().st_size
+            if dry_run:
+                report.removed += 1
+                report.removed_bytes += size
+                continue
+            trash.mkdir(parents=True, exist_ok=True)
+            aside = trash / blob_id
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:
+                continue
+            if aside.stat().st_mtime >= cutoff:  # put() reused it just before the move
+                if path.exists():
+                    aside.unlink()
+                else:
+                    os.replace(aside, path)
+                continue
+            aside.unlink()
+            report.removed += 1
+            report.removed_bytes += size
+        if self._tmp.is_dir():
+            for stray in self._tmp.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if stray.stat().st_mtime < cutoff:
+                        if not dry_run:
+                            stray.unlink()
+                        report.temporaries += 1
+        return report
 
     def get(self, blob_id: str) -> bytes:
         """The blob's bytes, verified against its name."""

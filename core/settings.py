@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     audit_head_sign_interval_s: float = Field(
         default=60.0, description="Seconds between signatures of the audit chain head by the service key."
     )
+    licence_expiry_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between the server's sweeps marking licences past their validity expired "
+        "(0: only `eseal licence expire` / POST /v1/licences/expire).",
+    )
     # Cross-region recognition (seal_registry.trust_list, seal_registry.peers).
     federation_sync_interval_s: float = Field(
         default=300.0,

@@ -734,6 +734,30 @@ def verify_signed_data(parsed: ParsedSignedData, content: Content | None = None)
     )
 
 
+def verify_signed_attributes(parsed: ParsedSignedData) -> bool:
+    """Whether the signer's signature over its signed attributes verifies, without the content.
+
+    For a detached signature whose content is not at hand: the signature can still be checked, the
+    messageDigest inside the attributes cannot. InvalidInput when there are no signed attributes
+    (the signature then covers the content itself); CertificateError / UnsupportedAlgorithm as
+    :func:`verify_signed_data`.
+    """
+    signer = parsed.signer
+    if signer.signed_attributes is None:
+        raise InvalidInput(
+            "签名不含签名属性，直接覆盖原文：需要原文才能验证",
+            "The signature has no signed attributes and covers the content itself: the content is needed",
+        )
+    with asn1_guard("签名者证书", "signer certificate"):
+        return _verify_raw(
+            signer.family,
+            signer.digest_oid,
+            _spki(signer.certificate),
+            signer.signed_attributes,
+            signer.signature,
+        )
+
+
 def verify_detached(
     cms_der: bytes,
     content: Content,

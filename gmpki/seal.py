@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Final
 
 from asn1crypto import core, x509
 
@@ -30,6 +31,7 @@ from core.errors import CryptoError, EsealError, InputTooLarge, InvalidInput, Ma
 from . import ses_v1, ses_v4, sm2
 from . import sm3 as _sm3
 from .signing import MessageSigner
+from .x509 import LruCache
 
 # Kept local while gmpki.oids is being written in parallel; switch to oids.SM2_WITH_SM3 / SM3 / SM2_CURVE.
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
@@ -554,14 +556,35 @@ def _parse_seal_checked(data: bytes, root: _Node) -> ParsedSeal:
     return _parse_seal_v4(data, root, warnings)
 
 
+# Parsed seals by their bytes. Every signature made with a seal embeds the same seal, and parsing it
+# (strict DER through asn1crypto) costs more than the rest of the signature's parse. Only what parsed
+# is kept (a failure is raised again each time), small seals only, and a bounded number of them: a
+# flood of distinct seals cannot grow the process by more than a few megabytes.
+_SEAL_CACHE: Final[LruCache[bytes, ParsedSeal]] = LruCache(256)
+_SEAL_CACHE_MAX_BYTES: Final = 64 * 1024
+
+
+def _parse_seal_cached(data: bytes, max_size: int) -> ParsedSeal:
+    if len(data) > min(max_size, _SEAL_CACHE_MAX_BYTES):  # too large to keep (or to parse at all)
+        return _parse_seal_checked(data, _scan(data, max_size))
+    found = _SEAL_CACHE.get(data)
+    if found is not None:
+        return found
+    return _SEAL_CACHE.put(data, _parse_seal_checked(data, _scan(data, max_size)))
+
+
+def clear_seal_cache() -> None:
+    """Forget the parsed seals (for measuring a cold verification; never needed for correctness)."""
+    _SEAL_CACHE.clear()
+
+
 def parse_seal(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ParsedSeal:
     """Parse a seal (``.esl``) of any supported version.
 
     Raises MalformedData for anything that is not a well-formed seal and InputTooLarge above
     ``max_size``. A seal whose maker signature is wrong still parses (check it separately).
     """
-    data = bytes(data)
-    return _parse_seal_checked(data, _scan(data, max_size))
+    return _parse_seal_cached(bytes(data), max_size)
 
 
 # --- SES signature parsing ----------------------------------------------------------------------------
@@ -693,8 +716,7 @@ def parse_ses_signature(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Par
         raise _malformed(
             "签章数据与所含印章的版本结构不一致", "signature and embedded seal have different layouts"
         )
-    seal_bytes = seal_node.slice(data)
-    seal = _parse_seal_checked(seal_bytes, _scan(seal_bytes, max_size))
+    seal = _parse_seal_cached(seal_node.slice(data), max_size)
     warnings: list[str] = []
     if family == 1:
         return _parse_signature_v1(data, root, seal, warnings)

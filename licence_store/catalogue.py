@@ -3,8 +3,9 @@
 A type has its code (the defining authority's unified social credit code and a 3-digit number), its
 name, the defining authority, the issuing authorities allowed to issue it (none listed: any
 registered department), the JSON Schema (draft 2020-12) of its own fields, the template its licence
-file is rendered from, the seal type the issuing department seals it with, and the default validity
-in days (none: long-term).
+file is rendered from, the seal type the issuing department seals it with, the default validity
+in days (none: long-term), and ``print_pdf``: whether issuing also renders a print-ready PDF and
+seals it with the same seal in the same transaction (同步生成、同步签章; the OFD stays the legal copy).
 
 The schema is checked when the type is saved: it must be a valid draft 2020-12 schema of an object
 whose property names are ``[a-z][a-z0-9_]*``, at most 64 KiB, with local ``$ref`` only (no
@@ -194,6 +195,13 @@ def _name(value: str, what_zh: str, what_en: str, limit: int = 200) -> str:
     return value
 
 
+def _flag(value: Any, name: str) -> bool:
+    # JSON from the CLI reaches here unchecked: 1 or "yes" must not pass for true.
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} 须为 true 或 false", f"{name} must be true or false")
+    return value
+
+
 def _valid_days(days: int | None) -> int | None:
     if days is not None and not 1 <= days <= MAX_VALID_DAYS:
         raise InvalidInput(
@@ -215,6 +223,7 @@ def create_type(
     template: Mapping[str, Any] | None = None,
     issuing_authorities: Sequence[str] = (),
     default_valid_days: int | None = None,
+    print_pdf: bool = False,
     actor: str,
 ) -> LicenceType:
     """Add a licence type; audited as ``licence_type.created``."""
@@ -229,6 +238,7 @@ def create_type(
     registry_seal_type(seal_type)
     issuers = _issuers(issuing_authorities)
     _valid_days(default_valid_days)
+    _flag(print_pdf, "print_pdf")
     if session.scalar(select(LicenceType.id).where(LicenceType.type_code == code)) is not None:
         raise Conflict(
             f"证照类型代码 {code} 已存在", f"licence type code {code} already exists", type_code=code
@@ -245,6 +255,7 @@ def create_type(
         template=canonical_json(tpl),
         seal_type=seal_type,
         default_valid_days=default_valid_days,
+        print_pdf=print_pdf,
         active=True,
         revision=1,
         created_at=now,
@@ -263,6 +274,7 @@ def create_type(
             "seal_type": seal_type,
             "issuers": issuers,
             "default_valid_days": default_valid_days,
+            "print_pdf": print_pdf,
         },
     )
     return row
@@ -282,6 +294,7 @@ def update_type(
     seal_type: str | None = None,
     issuing_authorities: Sequence[str] | None = None,
     default_valid_days: Any = _UNSET,
+    print_pdf: bool | None = None,
     active: bool | None = None,
 ) -> LicenceType:
     """Change a type; licences already issued keep what they were issued with. Audited."""
@@ -309,6 +322,9 @@ def update_type(
     if default_valid_days is not _UNSET:
         row.default_valid_days = _valid_days(default_valid_days)
         changed.append("default_valid_days")
+    if print_pdf is not None:
+        row.print_pdf = _flag(print_pdf, "print_pdf")
+        changed.append("print_pdf")
     if active is not None:
         row.active = active
         changed.append("active")
@@ -323,7 +339,11 @@ def update_type(
         action="licence_type.updated",
         subject_type="licence_type",
         subject_id=row.type_code,
-        details={"changed": changed, "revision": row.revision},
+        details={
+            "changed": changed,
+            "revision": row.revision,
+            **({"print_pdf": row.print_pdf} if "print_pdf" in changed else {}),
+        },
     )
     return row
 

@@ -8,14 +8,18 @@ matters for what a crash can leave behind:
 3. the OFD is rendered from the type's template, with the QR code of the online check;
 4. :func:`signer.ofd_sealing.seal_ofd` authorises the department's seal, signs and appends its
    ``signature.made`` audit entry — in this same transaction;
-5. the sealed file goes to the blob store (content-addressed by SM3; written and fsynced before the
-   record that names it can commit);
-6. the licence row, its event and the ``licence.issued`` audit entry are written last.
+5. for a type with ``print_pdf`` (同步生成、同步签章), the same view is rendered as a print-ready PDF
+   (:mod:`licence_store.print_rendering`) and sealed with the same seal at the same place through
+   :func:`signer.pdf_sealing.seal_pdf` (SM2, GB/T 35275, visible seal) — authorised again and
+   audited as a second ``signature.made``, still in this transaction;
+6. the sealed files go to the blob store (content-addressed by SM3; written and fsynced before the
+   record that names them can commit) only once every seal has been applied;
+7. the licence row, its event and the ``licence.issued`` audit entry are written last.
 
 If anything fails or the process dies before commit, the transaction rolls back as a whole: no
-licence row, no serial used, no audit entries, no signature record. At most a blob without a record
-remains; being named by its content, it is harmless and is never served (every read goes through a
-licence row).
+licence row, no serial used, no audit entries, no signature record. At most the blobs of the version
+(OFD, PDF) remain without a record; being named by their content, they are harmless and never served
+(every read goes through a licence row).
 
 Changes and renewals (:mod:`licence_store.lifecycle`) make their new version with :func:`make_version`.
 """
@@ -37,24 +41,33 @@ from core.audit import append as audit_append
 from core.audit import canonical_json
 from core.blobstore import BlobStore
 from core.db import utcnow
-from core.errors import Conflict, InvalidInput, NotUsable
+from core.errors import Conflict, InvalidInput, NotFound, NotUsable
 from hsm_adapters.keystore import KeyStore
 from seal_registry.departments import get_department
 from seal_registry.lifecycle import SealState
 from seal_registry.models import Department, Seal
 from seal_registry.seals import get_seal, list_seals
 from signer.ofd_sealing import seal_ofd
+from signer.pdf_sealing import KeyKind, seal_pdf
 from signer.placement import AtPosition
 
 from .catalogue import A4, DEFAULT_SEAL_BOX, check_issuer, get_type, type_template, validate_for_type
 from .identifier import LicenceIdentifier, make_identifier
 from .metadata import HOLDER_CODE_TYPES, LicenceMetadata, today_in_china
 from .models import Licence, LicenceEvent, LicenceSerialCounter, LicenceType
+from .print_rendering import render_licence_pdf
 from .rendering import LicenceView, doc_id_for, render_licence
 from .status import LicenceStatus
 
 MAX_SEQUENCE: Final = 99_999_999
 VERIFY_PATH: Final = "/v1/licences/check"
+
+
+class PdfNotAvailable(NotFound):
+    """The licence version has no print PDF (its type does not ask for one, or it predates the flag)."""
+
+    code = "licence_pdf_not_available"
+    title_zh, title_en = "无打印版 PDF", "No print PDF"
 
 
 @dataclass(frozen=True)
@@ -214,7 +227,8 @@ def make_version(
     client_key: str | None = None,
     seal_time: dt.datetime | None = None,
 ) -> Licence:
-    """Render, seal and store one version; the row is added (not yet audited) and returned."""
+    """Render, seal and store one version (the OFD, and the print PDF when the type asks for it);
+    the row is added (not yet audited) and returned."""
     view = licence_view(lt, meta, ident, dept.name, services.verify_url(str(ident)))
     unsealed = render_licence(view, when=now)
     sealed = seal_ofd(
@@ -228,7 +242,12 @@ def make_version(
         now=seal_time,
         document_name=f"{ident}.ofd",
     )
+    pdf: bytes | None = None
+    if lt.print_pdf:
+        pdf = seal_print_pdf(session, services, view, es_id=es_id, dept=dept, actor=actor, now=now)
+    # Stored only now that every seal is on: a failure above leaves no blob at all.
     blob_id = services.blobs.put(sealed)
+    pdf_id = services.blobs.put(pdf) if pdf is not None else None
     row = Licence(
         id=str(uuid.uuid4()),
         identifier=str(ident),
@@ -257,6 +276,8 @@ def make_version(
         es_id=es_id,
         ofd_sm3=blob_id,
         ofd_size=len(sealed),
+        pdf_sm3=pdf_id,
+        pdf_size=len(pdf) if pdf is not None else None,
         client_key=client_key,
         issued_at=now,
         status_changed_at=now,
@@ -264,6 +285,36 @@ def make_version(
     )
     session.add(row)
     return row
+
+
+def seal_print_pdf(
+    session: Session,
+    services: LicenceServices,
+    view: LicenceView,
+    *,
+    es_id: str,
+    dept: Department,
+    actor: str,
+    now: dt.datetime,
+) -> bytes:
+    """The print PDF of ``view`` sealed like the OFD: same seal, same place on page 1. SM2 with the
+    seal's own certificate (GB/T 35275 SignedData), so eseal's verifier checks it against the same
+    region root as the OFD; the seal is authorised again, so a seal that stopped being usable stops
+    the whole issue."""
+    unsealed = render_licence_pdf(view, when=now)
+    x_mm, y_mm = view.seal_box
+    return seal_pdf(
+        session,
+        services.keystore,
+        unsealed,
+        es_id=es_id,
+        department_id=dept.id,
+        page=1,
+        x_mm=x_mm,
+        y_mm=y_mm,
+        key_kind=KeyKind.SM2,
+        actor=actor,
+    )
 
 
 def add_event(
@@ -352,6 +403,7 @@ def issue_licence(
             "department_id": dept.id,
             "es_id": seal,
             "file_sm3": row.ofd_sm3,
+            **({"pdf_sm3": row.pdf_sm3} if row.pdf_sm3 is not None else {}),
             **({"client_key": client_key} if client_key is not None else {}),
         },
     )
@@ -369,6 +421,17 @@ def licence_file(services: LicenceServices, row: Licence) -> bytes:
     return services.blobs.get(row.ofd_sm3)
 
 
+def licence_pdf(services: LicenceServices, row: Licence) -> bytes:
+    """The sealed print PDF of a version; PdfNotAvailable (404) when it has none."""
+    if row.pdf_sm3 is None:
+        raise PdfNotAvailable(
+            f"证照 {row.identifier} 没有打印版 PDF（其证照类型未要求同步生成 PDF）",
+            f"licence {row.identifier} has no print PDF (its type does not ask for one)",
+            identifier=row.identifier,
+        )
+    return services.blobs.get(row.pdf_sm3)
+
+
 def fields_of(row: Licence) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(row.fields_json)
     return value
@@ -377,13 +440,16 @@ def fields_of(row: Licence) -> dict[str, Any]:
 __all__ = [
     "VERIFY_PATH",
     "LicenceServices",
+    "PdfNotAvailable",
     "add_event",
     "allocate_serial",
     "choose_seal",
     "find_by_client_key",
     "issue_licence",
     "licence_file",
+    "licence_pdf",
     "licence_view",
     "make_version",
     "seal_box",
+    "seal_print_pdf",
 ]

@@ -2,8 +2,9 @@
 (撤销), cancellation (注销) and expiry.
 
 Change and renewal make a **new version**: the same serial with the next version number (so a new
-identifier and check character), a new file rendered and sealed anew by the issuing department, the
-new row linked to the old one (``previous_identifier``) and the old one marked superseded (status 99,
+identifier and check character), a new file rendered and sealed anew by the issuing department (with
+its print PDF, for types with ``print_pdf``: :func:`issuing.make_version` does both), the new row
+linked to the old one (``previous_identifier``) and the old one marked superseded (status 99,
 ``superseded_by``). The other actions change the status only; the sealed file stays as issued.
 
 Every function works in the caller's transaction, locks the version row first, writes the rows and
@@ -17,7 +18,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from core.audit import append as audit_append
@@ -35,6 +36,7 @@ from .status import AUDIT_ACTIONS, REASON_REQUIRED, LicenceAction, LicenceStatus
 
 MAX_REASON: Final = 1000
 SYSTEM_ACTOR: Final = "system:licence-expiry"
+_EXPIRABLE: Final = (LicenceStatus.VALID.value, LicenceStatus.WITHHELD.value)
 
 
 def _reason(reason: str, action: LicenceAction) -> str:
@@ -84,6 +86,19 @@ def _set_status(
     reason = _reason(reason, action)
     row = lock_licence(session, identifier)
     check_issuer_scope(row, department_id)
+    return _change_status(session, row, action, actor=actor, reason=reason, today=today)
+
+
+def _change_status(
+    session: Session,
+    row: Licence,
+    action: LicenceAction,
+    *,
+    actor: str,
+    reason: str,
+    today: dt.date | None = None,
+) -> Licence:
+    """The status change on ``row``, which the caller has locked."""
     _current(row)
     today = today or today_in_china()
     # Judge by the effective status: a licence past its end is expired even before the sweep ran.
@@ -141,32 +156,48 @@ def expire_due(
     """Mark valid or withheld licences whose validity ended before ``today`` as expired (05).
 
     Returns the identifiers changed; run it repeatedly until it returns fewer than ``limit``.
+
+    Safe to run in several processes at once (the server's scheduler runs in every worker): each
+    row is locked and checked again before it changes, so a licence another sweep (or an officer)
+    changed since the query is skipped, never expired or audited twice. Rows are taken in
+    identifier order, so concurrent sweeps wait for each other instead of deadlocking.
     """
     today = today or today_in_china()
     due = session.scalars(
         select(Licence.identifier)
-        .where(
-            Licence.status.in_([LicenceStatus.VALID.value, LicenceStatus.WITHHELD.value]),
-            Licence.valid_until.is_not(None),
-            Licence.valid_until < today,
-            Licence.superseded_by.is_(None),
-        )
+        .where(_expiry_due(today))
         .order_by(Licence.identifier)
         .limit(limit)
     ).all()
     done: list[str] = []
     for identifier in due:
-        _set_status(
-            session,
-            identifier,
-            LicenceAction.EXPIRE,
-            actor=actor,
-            reason="有效期届满 validity ended",
-            department_id=None,
-            today=today,
+        row = lock_licence(session, identifier)
+        if not _still_due(row, today):
+            continue
+        _change_status(
+            session, row, LicenceAction.EXPIRE, actor=actor, reason="有效期届满 validity ended", today=today
         )
         done.append(identifier)
     return done
+
+
+def _expiry_due(today: dt.date) -> ColumnElement[bool]:
+    return and_(
+        Licence.status.in_(_EXPIRABLE),
+        Licence.valid_until.is_not(None),
+        Licence.valid_until < today,
+        Licence.superseded_by.is_(None),
+    )
+
+
+def _still_due(row: Licence, today: dt.date) -> bool:
+    """The query's condition, on the locked row as it is now."""
+    return (
+        row.status in _EXPIRABLE
+        and row.valid_until is not None
+        and row.valid_until < today
+        and row.superseded_by is None
+    )
 
 
 # --- new versions ---------------------------------------------------------------------------------------
@@ -235,6 +266,7 @@ def _new_version(
             "reason": reason,
             "es_id": seal,
             "file_sm3": new.ofd_sm3,
+            **({"pdf_sm3": new.pdf_sm3} if new.pdf_sm3 is not None else {}),
         },
     )
     return new

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -41,6 +42,8 @@ class LicenceType(Base):
     template: Mapped[str] = mapped_column(Text)  # JSON rendering template
     seal_type: Mapped[str] = mapped_column(String(32))
     default_valid_days: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: long-term
+    # 同步生成、同步签章: issuing also renders a print PDF and seals it with the same seal.
+    print_pdf: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     active: Mapped[bool] = mapped_column(Boolean)
     revision: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -79,6 +82,9 @@ class Licence(Base):
     es_id: Mapped[str] = mapped_column(String(64))
     ofd_sm3: Mapped[str] = mapped_column(String(64))
     ofd_size: Mapped[int] = mapped_column(Integer)
+    # The sealed print PDF of this version (types with ``print_pdf``); the OFD stays the legal copy.
+    pdf_sm3: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pdf_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     client_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
     status_changed_at: Mapped[datetime] = mapped_column(UtcDateTime())

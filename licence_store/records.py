@@ -134,6 +134,8 @@ def licence_dict(row: Licence, *, today: dt.date | None = None) -> dict[str, Any
         "es_id": row.es_id,
         "file_sm3": row.ofd_sm3,
         "file_size": row.ofd_size,
+        "pdf_sm3": row.pdf_sm3,
+        "pdf_size": row.pdf_size,
         "issued_at": row.issued_at.isoformat(),
         "status_changed_at": row.status_changed_at.isoformat(),
     }

@@ -6,6 +6,11 @@ purpose, time, expiry), an annotation page saying the same, and the issuer-seale
 byte for byte. The copy is sealed with the **service seal** (:func:`set_service_seal`: a seal of the
 department that runs the licence service) through :func:`signer.ofd_sealing.seal_ofd`, in the same
 transaction as the access-log entry; copies are made on demand and not stored (their SM3 is logged).
+
+The sealed print PDF (types with ``print_pdf``) is delivered under exactly the rules of the original
+OFD — issuer, holder, privileged readers, or a grant that allows the original — and logged as a
+``download`` naming its SM3 and ``format: pdf``. Annotated copies exist only as OFD (a copy attaches
+the sealed OFD original and is sealed by the service); there is no annotated PDF.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from signer.placement import AtPosition
 from .access_log import AccessAction, Accessor, record, record_refusal
 from .grants import check_grant, check_purpose
 from .identifier import parse_identifier
-from .issuing import LicenceServices, licence_view
+from .issuing import LicenceServices, licence_pdf, licence_view
 from .models import Licence, LicenceGrant, LicenceServiceSeal, LicenceType
 from .records import current_version, get_licence, licence_dict, metadata_of, status_of
 from .rendering import Annotation, render_annotated_copy
@@ -94,10 +99,11 @@ class Delivered:
     kind: str  # original | copy
     data: bytes
     grant_id: str | None
+    file_format: str = "ofd"  # ofd | pdf (the sealed print copy)
 
     @property
     def file_name(self) -> str:
-        suffix = ".copy.ofd" if self.kind == "copy" else ".ofd"
+        suffix = ".copy.ofd" if self.kind == "copy" else f".{self.file_format}"
         return f"{self.identifier}{suffix}"
 
 
@@ -283,8 +289,11 @@ def use_licence(
     purpose: str | None = None,
     want_original: bool = False,
     copy_valid_until: dt.datetime | None = None,
+    pdf: bool = False,
 ) -> Delivered:
-    """The current version of the licence as the original file or an annotated copy.
+    """The current version of the licence as the original file or an annotated copy; with ``pdf``,
+    its sealed print PDF (only with ``want_original``: same rules as the OFD original; PdfNotAvailable,
+    404 and not logged, when the version has none).
 
     Allowed without a grant: the issuing department (``who.department_id``), the holder
     (``holder_code``) and ``privileged`` readers (auditors, administrators). Anyone else needs a
@@ -292,6 +301,11 @@ def use_licence(
     original not granted, other purpose, licence not valid — is logged in its own transaction and
     raised (403 / 400 / 409). A purpose is required for copies made without a grant.
     """
+    if pdf and not want_original:
+        raise InvalidInput(
+            "加注件只提供 OFD 格式；打印版 PDF 只能按原件获取",
+            "annotated copies are OFD only; the print PDF is fetched as an original",
+        )
     base = parse_identifier(identifier).base
     refusal: _Refusal | None = None
     with transaction(sessions) as s:
@@ -320,7 +334,11 @@ def use_licence(
             else:
                 use_purpose = check_purpose(purpose or "")
             details: dict[str, str] = {"file_sm3": licence.ofd_sm3}
-            if want_original:
+            if pdf:
+                data = licence_pdf(services, licence)
+                details = {"file_sm3": licence.pdf_sm3 or "", "format": "pdf"}
+                action = AccessAction.DOWNLOAD
+            elif want_original:
                 data = services.blobs.get(licence.ofd_sm3)
                 action = AccessAction.DOWNLOAD
             else:
@@ -354,7 +372,13 @@ def use_licence(
                 details=details,
             )
             kind = "original" if want_original else "copy"
-            return Delivered(licence.identifier, kind, data, grant.id if grant is not None else None)
+            return Delivered(
+                licence.identifier,
+                kind,
+                data,
+                grant.id if grant is not None else None,
+                "pdf" if pdf else "ofd",
+            )
     assert refusal is not None
     raise _refuse(sessions, refusal, who, purpose, grant_id)
 

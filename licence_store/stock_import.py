@@ -29,6 +29,20 @@ CSV: UTF-8 (BOM allowed), header row; columns are the core fields (``licence_num
 and optional ``client_key``. Empty cells are absent values; cells of integer, number and boolean
 fields are converted. JSON: an array of objects shaped like the issue API's ``metadata`` (own fields
 under ``fields``), each with an optional ``client_key``, or ``{"rows": [...]}``.
+
+**With files** (存量证照文件): a ZIP archive holding the manifest — ``manifest.csv`` or
+``manifest.json`` (or the archive's only ``.csv`` / ``.json`` at its root) — and the licence files,
+each row naming its file by its path in the archive (column or key ``file``; a row without one is
+rendered as above). The archive is read with the hardened container reader
+(:func:`signer.batch.read_archive`: ``..``, absolute and duplicate names, bombs → the whole archive
+refused with MalformedData / InputTooLarge). Every named file must be an OFD the department's seal
+can be added to (:func:`signer.ofd_sealing.analyse_ofd`, the check the batch job repeats: a hostile
+package or XML, a whole-protected document, a placement that does not fit → a row error); a PDF or
+any other format is refused, as the OFD is the licence's legal copy (GB/T 36905). Files no row names
+are errors too (``__MACOSX/`` and hidden files excepted). Once everything is valid, the files are
+stored in the blob store (content-addressed; the row's payload records the SM3) and the rows are
+queued; a file row is then *sealed as it is* instead of rendered, in ``continue`` mode, so the
+signatures it already carries stay valid.
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 import multiprocessing
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -50,8 +65,10 @@ from sqlalchemy.orm import Session
 
 from core.audit import append as audit_append
 from core.audit import canonical_json
+from core.blobstore import BlobStore
 from core.db import transaction, utcnow
-from core.errors import Conflict, InputTooLarge, InvalidInput, MalformedData, NotFound
+from core.errors import Conflict, EsealError, InputTooLarge, InvalidInput, MalformedData, NotFound
+from gmpki.ofd import ContainerLimits, check_entry_name, is_zip
 from gmpki.sm3 import sm3_hex
 from seal_registry.departments import get_department
 from signer.batch import (
@@ -63,9 +80,13 @@ from signer.batch import (
     add_items,
     create_job,
     job_progress,
+    read_archive,
     run_job,
 )
-from signer.batch_models import BatchItem, BatchJob, ItemState
+from signer.batch_models import BatchItem, BatchJob, ItemState, JobKind
+from signer.batch_worker import StagedBlobs
+from signer.ofd_sealing import SealMode, analyse_ofd
+from signer.placement import Placement, placement_from_options
 
 from .catalogue import check_issuer, get_type, type_schema, validate_for_type
 from .identifier import make_identifier
@@ -76,6 +97,15 @@ from .rendering import LicenceView, render_licence
 from .status import LicenceStatus
 
 MAX_IMPORT_BYTES: Final = 64 * 1024 * 1024
+# An archive with files is held in memory while it is checked: bound it, and what it inflates to.
+MAX_ARCHIVE_BYTES: Final = 512 * 1024 * 1024
+MAX_FILES: Final = 10_000
+ARCHIVE_LIMITS: Final = ContainerLimits(
+    max_entries=MAX_FILES + 16, max_total_size=MAX_ARCHIVE_BYTES, max_input_size=MAX_ARCHIVE_BYTES
+)
+MANIFEST_NAMES: Final = ("manifest.csv", "manifest.json")
+FILE_COLUMN: Final = "file"
+STOCK_FILE_KEY: Final = "$stock_file"  # in a row's payload; "$" cannot start a metadata key
 MAX_ROWS: Final = 100_000
 MAX_REPORTED: Final = 1000
 MAX_CELL: Final = 10_000
@@ -83,6 +113,8 @@ MAX_CLIENT_KEY: Final = 128
 RENDER_CHUNK: Final = 100
 POOL_RENDER_ABOVE: Final = 200  # below this, starting render processes costs more than it saves
 RECORD_CHUNK: Final = 200
+
+log = logging.getLogger("eseal.licence")
 
 
 class ImportInvalid(InvalidInput):
@@ -105,16 +137,20 @@ class RawRow:
     line: int | None  # CSV line number of the row
     data: dict[str, Any]
     client_key: str | None
+    file: str | None = None  # path of the row's stock file in the archive
 
 
 @dataclass(frozen=True)
 class RowError:
+    """One problem; ``row`` 0 is the file as a whole (an archive entry no row names, a header)."""
+
     row: int
     line: int | None
     field: str
     keyword: str
     message_zh: str
     message_en: str
+    file: str | None = None  # the archive entry concerned
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -126,18 +162,22 @@ class RowError:
         }
         if self.line is not None:
             out["line"] = self.line
+        if self.file is not None:
+            out["file"] = self.file
         return out
 
 
 def _invalid(errors: Sequence[RowError], total: int) -> ImportInvalid:
-    bad = len({e.row for e in errors})
+    bad = len({e.row for e in errors if e.row > 0})
     shown = list(errors)[:MAX_REPORTED]
     first = shown[0]
+    where_zh = f"第 {first.row} 行" if first.row else f"文件 {first.file}"
+    where_en = f"row {first.row}" if first.row else f"file {first.file}"
     return ImportInvalid(
         f"{total} 行中有 {bad} 行有误，未导入任何证照"
-        f"（第一处：第 {first.row} 行 {first.field}：{first.message_zh}）",
+        f"（第一处：{where_zh} {first.field}：{first.message_zh}）",
         f"{bad} of {total} rows are invalid; nothing was imported "
-        f"(first: row {first.row} {first.field}: {first.message_en})",
+        f"(first: {where_en} {first.field}: {first.message_en})",
         errors=[e.to_dict() for e in shown],
         rows=total,
         bad_rows=bad,
@@ -178,7 +218,16 @@ _CORE_COLUMNS: Final = frozenset(
 )
 
 
-def parse_csv(data: bytes, schema: Mapping[str, Any]) -> tuple[list[RawRow], list[RowError]]:
+_FILE_NEEDS_ARCHIVE: Final = (
+    "file 列只用于 ZIP 导入包（清单加证照文件）",
+    "the file column needs a ZIP archive (manifest and licence files)",
+)
+
+
+def parse_csv(
+    data: bytes, schema: Mapping[str, Any], *, files: bool = False
+) -> tuple[list[RawRow], list[RowError]]:
+    """Rows of a CSV manifest; with ``files`` (inside an archive) the ``file`` column names files."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -195,12 +244,14 @@ def parse_csv(data: bytes, schema: Mapping[str, Any]) -> tuple[list[RawRow], lis
         raise InvalidInput("CSV 文件为空", "the CSV file is empty") from None
     except csv.Error as exc:
         raise MalformedData(f"CSV 表头无法解析：{exc}", f"the CSV header cannot be parsed: {exc}") from None
-    columns: list[tuple[str, str]] = []  # (kind, name): core | field | key
+    columns: list[tuple[str, str]] = []  # (kind, name): core | field | key | file
     problems: list[str] = []
     for raw in header:
         name = raw.strip()
         if name == "client_key":
             columns.append(("key", name))
+        elif name == FILE_COLUMN and files:
+            columns.append(("file", name))
         elif name in _CORE_COLUMNS:
             columns.append(("core", name))
         elif name.startswith("fields.") and name[7:] in props:
@@ -219,8 +270,8 @@ def parse_csv(data: bytes, schema: Mapping[str, Any]) -> tuple[list[RawRow], lis
                     "line": 1,
                     "field": p,
                     "keyword": "header",
-                    "message_zh": "未知列",
-                    "message_en": "unknown column",
+                    "message_zh": "未知列" if p != FILE_COLUMN else _FILE_NEEDS_ARCHIVE[0],
+                    "message_en": "unknown column" if p != FILE_COLUMN else _FILE_NEEDS_ARCHIVE[1],
                 }
                 for p in problems[:MAX_REPORTED]
             ],
@@ -266,6 +317,7 @@ def parse_csv(data: bytes, schema: Mapping[str, Any]) -> tuple[list[RawRow], lis
         record: dict[str, Any] = {}
         own: dict[str, Any] = {}
         key: str | None = None
+        path: str | None = None
         for (kind, name), cell in zip(columns, cells, strict=True):
             value = cell.strip()
             if len(value) > MAX_CELL:
@@ -284,16 +336,19 @@ def parse_csv(data: bytes, schema: Mapping[str, Any]) -> tuple[list[RawRow], lis
                 continue
             if kind == "key":
                 key = value
+            elif kind == "file":
+                path = value
             elif kind == "core":
                 record[name] = value
             else:
                 own[name] = _coerce(value, props.get(name, {}))
         record["fields"] = own
-        rows.append(RawRow(row_no, line, record, key))
+        rows.append(RawRow(row_no, line, record, key, path))
     return rows, errors
 
 
-def parse_json(data: bytes) -> tuple[list[RawRow], list[RowError]]:
+def parse_json(data: bytes, *, files: bool = False) -> tuple[list[RawRow], list[RowError]]:
+    """Rows of a JSON manifest; with ``files`` (inside an archive) a row's ``file`` names its file."""
     try:
         value = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -323,23 +378,175 @@ def parse_json(data: bytes) -> tuple[list[RawRow], list[RowError]]:
                 )
             )
             key = None
-        rows.append(RawRow(i, None, record, key))
+        path = record.pop(FILE_COLUMN, None)
+        if path is not None and (not files or not isinstance(path, str)):
+            errors.append(
+                RowError(
+                    i,
+                    None,
+                    FILE_COLUMN,
+                    "type",
+                    "file 须为字符串，且只用于 ZIP 导入包（清单加证照文件）",
+                    "file must be a string, and only in a ZIP archive (manifest and licence files)",
+                )
+            )
+            path = None
+        rows.append(RawRow(i, None, record, key, (path.strip() or None) if path is not None else None))
     return rows, errors
 
 
-def parse_rows(data: bytes, fmt: str, schema: Mapping[str, Any]) -> tuple[list[RawRow], list[RowError]]:
+def parse_rows(
+    data: bytes, fmt: str, schema: Mapping[str, Any], *, files: bool = False
+) -> tuple[list[RawRow], list[RowError]]:
     if len(data) > MAX_IMPORT_BYTES:
         raise InputTooLarge(
             f"导入文件超过 {MAX_IMPORT_BYTES} 字节", f"the import file exceeds {MAX_IMPORT_BYTES} bytes"
         )
     fmt = fmt.strip().lower()
     if fmt == "csv":
-        return parse_csv(data, schema)
+        return parse_csv(data, schema, files=files)
     if fmt == "json":
-        return parse_json(data)
+        return parse_json(data, files=files)
     raise InvalidInput(
-        f"未知的导入格式 {fmt!r}（csv 或 json）", f"unknown import format {fmt!r} (csv or json)"
+        f"未知的导入格式 {fmt!r}（csv、json 或 zip）", f"unknown import format {fmt!r} (csv, json or zip)"
     )
+
+
+# --- archives with files --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StockArchive:
+    """An import archive, every entry inflated under :data:`ARCHIVE_LIMITS`."""
+
+    manifest_name: str
+    manifest_format: str  # csv | json
+    entries: Mapping[str, bytes]
+
+
+def _ignored(name: str) -> bool:
+    """Entries archivers add on their own (macOS resource forks, hidden files): never files of a row."""
+    return name.startswith("__MACOSX/") or any(part.startswith(".") for part in name.split("/"))
+
+
+def read_import_archive(data: bytes) -> StockArchive:
+    """The manifest and files of an import archive; MalformedData / InputTooLarge for a hostile or
+    broken archive, InvalidInput when the manifest cannot be found."""
+    entries = {i.key: i.data for i in read_archive(data, kind=JobKind.SES, limits=ARCHIVE_LIMITS)}
+    named: list[str] = [n for n in MANIFEST_NAMES if n in entries]
+    if not named:
+        named = [
+            n
+            for n in entries
+            if "/" not in n and not _ignored(n) and n.lower().endswith((".csv", ".json"))
+        ]
+    if len(named) != 1:
+        raise InvalidInput(
+            "压缩包根目录须有且只有一个清单（manifest.csv 或 manifest.json）"
+            + (f"，现有：{', '.join(sorted(named)[:5])}" if named else ""),
+            "the archive needs exactly one manifest at its root (manifest.csv or manifest.json)"
+            + (f"; found: {', '.join(sorted(named)[:5])}" if named else ""),
+        )
+    name = named[0]
+    return StockArchive(name, name.rsplit(".", 1)[1].lower(), entries)
+
+
+@dataclass(frozen=True)
+class StockFile:
+    """A row's checked stock file."""
+
+    name: str
+    sm3: str
+    data: bytes
+
+    def payload(self) -> dict[str, Any]:
+        return {"name": self.name, "sm3": self.sm3, "size": len(self.data)}
+
+
+_OFD_ONLY_ZH: Final = "只接受 OFD 格式的存量证照文件（GB/T 36905：OFD 版式文件为证照的法定文件）"
+_OFD_ONLY_EN: Final = (
+    "only OFD stock licence files are accepted (GB/T 36905: the OFD is the licence's legal copy)"
+)
+
+
+def _file_problem(data: bytes, placement: Placement, limits: ContainerLimits) -> tuple[str, str, str] | None:
+    """Why this file cannot be sealed as a stock licence — (keyword, zh, en) — or None."""
+    if not is_zip(data):
+        if data.startswith(b"%PDF-"):
+            return "format", f"该文件是 PDF；{_OFD_ONLY_ZH}", f"the file is a PDF; {_OFD_ONLY_EN}"
+        return "format", f"该文件不是 OFD；{_OFD_ONLY_ZH}", f"the file is not an OFD; {_OFD_ONLY_EN}"
+    try:
+        # What the batch job will do to it, up to the seal: the package and its XML read with every
+        # limit (defusedxml: no DTD, no entities), the first document and page found, the stamp's
+        # place checked, and refused if an existing signature protects the signature list.
+        analyse_ofd(data, placement=placement, mode=SealMode.CONTINUE, limits=limits)
+    except EsealError as exc:
+        return exc.code, exc.message_zh, exc.message_en
+    except Exception as exc:  # a parser bug must refuse this file, not crash the whole validation
+        log.exception("stock file analysis failed")
+        return "internal_error", "无法分析该文件", f"the file cannot be analysed ({type(exc).__name__})"
+    return None
+
+
+def check_files(
+    rows: Sequence[RawRow],
+    archive: StockArchive,
+    placement: Placement,
+    limits: ContainerLimits,
+    errors: list[RowError],
+    *,
+    complete: bool,
+) -> dict[int, StockFile]:
+    """Each row's file, checked; problems appended to ``errors``. With ``complete`` (every row of the
+    manifest was read), archive entries no row names are errors too."""
+    found: dict[int, StockFile] = {}
+    used: dict[str, int] = {}
+
+    def error(row: RawRow, keyword: str, zh: str, en: str) -> None:
+        errors.append(RowError(row.row_no, row.line, FILE_COLUMN, keyword, zh, en, file=row.file))
+
+    for row in rows:
+        if row.file is None:
+            continue
+        try:
+            check_entry_name(row.file)
+        except MalformedData as exc:
+            error(row, "path", exc.message_zh, exc.message_en)
+            continue
+        if row.file == archive.manifest_name or row.file not in archive.entries:
+            error(row, "exists", "压缩包中没有该文件", "no such file in the archive")
+            continue
+        if row.file in used:
+            first = used[row.file]
+            error(row, "unique", f"与第 {first} 行是同一文件", f"same file as row {first}")
+            continue
+        used[row.file] = row.row_no
+        data = archive.entries[row.file]
+        problem = _file_problem(data, placement, limits)
+        if problem is not None:
+            error(row, *problem)
+            continue
+        found[row.row_no] = StockFile(row.file, sm3_hex(data), data)
+    if complete:
+        for name in archive.entries:
+            if name != archive.manifest_name and name not in used and not _ignored(name):
+                errors.append(
+                    RowError(
+                        0,
+                        None,
+                        FILE_COLUMN,
+                        "unreferenced",
+                        "清单中没有任何一行引用该文件",
+                        "no row of the manifest names this file",
+                        file=name,
+                    )
+                )
+    return found
+
+
+def split_payload(text: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A row's payload: its metadata (as validated) and its stock file (None: rendered)."""
+    value: dict[str, Any] = json.loads(text)
+    stock = value.pop(STOCK_FILE_KEY, None)
+    return value, stock
 
 
 # --- validation -----------------------------------------------------------------------------------------
@@ -466,10 +673,17 @@ def create_import(
     actor: str,
     es_id: str | None = None,
     now: dt.datetime | None = None,
+    blobs: BlobStore | None = None,
+    file_limits: ContainerLimits | None = None,
 ) -> tuple[LicenceImport, bool]:
     """Validate the file and create the import (or return the existing one for the same file and
     department: ``created`` False). Raises :class:`ImportInvalid` with row-level errors; then nothing
-    is written."""
+    is written.
+
+    ``fmt`` csv, json or zip (an archive with files; recognised by its content whatever ``fmt``
+    says). An archive's files are stored in ``blobs`` and checked under ``file_limits`` (give the
+    limits the batch job will seal them under: :attr:`signer.batch.WorkerResources.limits`).
+    """
     now = now or utcnow()
     source = sm3_hex(data)
     existing = session.scalar(
@@ -488,22 +702,51 @@ def create_import(
         return existing, False
     dept = get_department(session, department_id)
     check_issuer(lt, dept)
-    rows, errors = parse_rows(data, fmt, type_schema(lt))
+    box = seal_box(lt)
+    placement: dict[str, Any] = {"page": 1, "x": box[0], "y": box[1]}
+    archive: StockArchive | None = None
+    if is_zip(data) or fmt.strip().lower() == "zip":
+        if blobs is None:
+            raise TypeError("an import archive needs the blob store")
+        if len(data) > MAX_ARCHIVE_BYTES:
+            raise InputTooLarge(
+                f"导入包超过 {MAX_ARCHIVE_BYTES} 字节",
+                f"the import archive exceeds {MAX_ARCHIVE_BYTES} bytes",
+            )
+        archive = read_import_archive(data)
+        rows, errors = parse_rows(
+            archive.entries[archive.manifest_name], archive.manifest_format, type_schema(lt), files=True
+        )
+    else:
+        rows, errors = parse_rows(data, fmt, type_schema(lt))
     if not rows and not errors:
         raise InvalidInput("导入文件中没有数据行", "the import file holds no rows")
+    files: dict[int, StockFile] = {}
+    if archive is not None:
+        stamp = placement_from_options(page=1, x=box[0], y=box[1])
+        assert stamp is not None
+        files = check_files(
+            rows, archive, stamp, file_limits or ContainerLimits(), errors, complete=not errors
+        )
     valid = validate_rows(session, lt, dept.id, rows, errors, today_in_china(now))
     seal = choose_seal(session, dept, lt.seal_type, es_id, now)
-    box = seal_box(lt)
     job = create_job(
         session,
         JobSpec(
             department_id=dept.id,
             es_id=seal,
-            placement={"page": 1, "x": box[0], "y": box[1]},
+            placement=placement,
             name=f"licence-import-{source[:16]}-{dept.id[:8]}",
         ),
         actor=actor,
     )
+    if files:
+        assert blobs is not None
+        # Durable before the rows that name them commit (as signer.batch.add_items does).
+        staged = StagedBlobs(blobs)
+        for stock in files.values():
+            staged.put(stock.data)
+        staged.sync()
     record = LicenceImport(
         id=str(uuid.uuid4()),
         type_id=lt.id,
@@ -523,7 +766,7 @@ def create_import(
             import_id=record.id,
             row_no=r.row_no,
             client_key=r.client_key,
-            payload=canonical_json(r.meta.to_input()),
+            payload=_payload(r.meta, files.get(r.row_no)),
             state=RowState.PENDING,
         )
         for r in valid
@@ -539,11 +782,19 @@ def create_import(
             "type_code": lt.type_code,
             "department_id": dept.id,
             "rows": len(valid),
+            "files": len(files),
             "source_sm3": source,
             "batch_job_id": job.id,
         },
     )
     return record, True
+
+
+def _payload(meta: LicenceMetadata, stock: StockFile | None) -> str:
+    value = meta.to_input()
+    if stock is not None:
+        value[STOCK_FILE_KEY] = stock.payload()
+    return canonical_json(value)
 
 
 @dataclass(frozen=True)
@@ -613,8 +864,9 @@ def _render_chunk(
 ) -> int:
     """Assign identifiers to, render and queue one chunk of pending rows; returns how many.
 
-    Rendering (mostly the QR code's mask selection) is CPU-bound pure Python, so with ``pool`` the
-    chunk is rendered by several processes; the identifiers are assigned here, in the transaction."""
+    Rendering is CPU-bound pure Python, so with ``pool`` the chunk is rendered by several
+    processes; the identifiers are assigned here, in the transaction. A row with a stock file
+    queues that file (from the blob store) instead of a rendering."""
     with transaction(res.sessions) as s:
         imp = get_import(s, import_id)
         lt = s.get(LicenceType, imp.type_id)
@@ -632,7 +884,7 @@ def _render_chunk(
         if not rows:
             return 0
         now = utcnow().replace(microsecond=0)
-        queued: list[tuple[LicenceImportRow, LicenceView]] = []
+        queued: list[tuple[LicenceImportRow, str, LicenceView | None, bytes | None]] = []
         for row in rows:
             already = s.scalar(
                 select(Licence.identifier).where(
@@ -642,16 +894,23 @@ def _render_chunk(
             if already is not None:
                 row.state, row.identifier = RowState.ISSUED, already
                 continue
-            meta = validate_for_type(lt, json.loads(row.payload), dept)
+            data, stock = split_payload(row.payload)
+            meta = validate_for_type(lt, data, dept)
             serial = allocate_serial(s, lt.type_code, dept.uscc, meta.area_code, today_in_china(now).year)
             ident = make_identifier(lt.type_code, dept.uscc, serial, 1)
-            queued.append((row, licence_view(lt, meta, ident, dept.name, services.verify_url(str(ident)))))
+            if stock is not None:
+                queued.append((row, str(ident), None, res.blobs.get(stock["sm3"])))
+            else:
+                view = licence_view(lt, meta, ident, dept.name, services.verify_url(str(ident)))
+                queued.append((row, str(ident), view, None))
             row.state, row.identifier, row.rendered_at = RowState.RENDERED, str(ident), now
-        jobs = [(view, now) for _row, view in queued]
-        files = list(pool.map(_render, jobs, chunksize=8)) if pool is not None else [_render(j) for j in jobs]
+        jobs = [(view, now) for _row, _ident, view, _file in queued if view is not None]
+        rendered = iter(
+            list(pool.map(_render, jobs, chunksize=8)) if pool is not None else [_render(j) for j in jobs]
+        )
         inputs = [
-            BatchInput(row.client_key, f"{view.identifier}.ofd", data)
-            for (row, view), data in zip(queued, files, strict=True)
+            BatchInput(row.client_key, f"{ident}.ofd", stock if stock is not None else next(rendered))
+            for row, ident, _view, stock in queued
         ]
         if inputs:
             add_items(s, res.blobs, job, inputs)
@@ -688,7 +947,8 @@ def _record_chunk(res: WorkerResources, import_id: str, *, actor: str) -> int:
                 row.state = RowState.FAILED
                 row.error = f"({item.error_code}) {item.error_zh} / {item.error_en}"
                 continue
-            meta = validate_for_type(lt, json.loads(row.payload), dept)
+            data, stock = split_payload(row.payload)
+            meta = validate_for_type(lt, data, dept)
             assert row.identifier is not None and row.rendered_at is not None
             ident_base = row.identifier.rsplit(".", 2)[0]
             licence = Licence(
@@ -726,7 +986,10 @@ def _record_chunk(res: WorkerResources, import_id: str, *, actor: str) -> int:
             )
             s.add(licence)
             s.flush()
-            add_event(s, licence, "import", None, actor, f"stock import {imp.id} row {row.row_no}", utcnow())
+            reason = f"stock import {imp.id} row {row.row_no}"
+            if stock is not None:
+                reason += f", stock file {stock['name']} (SM3 {stock['sm3']})"
+            add_event(s, licence, "import", None, actor, reason, utcnow())
             row.state = RowState.ISSUED
             s.flush()
             audit_append(
@@ -746,6 +1009,7 @@ def _record_chunk(res: WorkerResources, import_id: str, *, actor: str) -> int:
                     "client_key": row.client_key,
                     "import_id": imp.id,
                     "batch_job_id": imp.batch_job_id,
+                    **({"stock_file_sm3": stock["sm3"]} if stock is not None else {}),
                 },
             )
         return len(pairs)
@@ -809,16 +1073,24 @@ def import_errors(session: Session, import_id: str) -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "ARCHIVE_LIMITS",
+    "MAX_ARCHIVE_BYTES",
+    "MAX_FILES",
     "MAX_IMPORT_BYTES",
     "MAX_ROWS",
     "ImportInvalid",
     "ImportProgress",
     "RowError",
+    "StockArchive",
+    "StockFile",
+    "check_files",
     "create_import",
     "get_import",
     "import_errors",
     "import_progress",
     "parse_rows",
+    "read_import_archive",
     "run_import",
+    "split_payload",
     "validate_rows",
 ]

@@ -1,6 +1,7 @@
 """Online verification ("one licence, one interface"): by identifier or by the payload of the QR code
 printed on the licence, anyone can learn whether a licence is valid, which version is current, who
-issued it, the SM3 of its file, and whether a file they hold is that file.
+issued it, the SM3 of its file, and whether a file they hold is that file — the OFD, or the sealed
+print PDF of a type with ``print_pdf`` (``matched_file`` says which).
 
 The holder's name is masked (:func:`licence_store.metadata.mask_name`) unless the caller is entitled
 to see it: the holder, the issuing department, a department with an active grant, an auditor or an
@@ -86,6 +87,15 @@ def may_reveal_holder(
     )
 
 
+def _matched_file(row: Licence, digest: str) -> str:
+    """Which of the version's sealed files has SM3 ``digest``: "ofd", "pdf" (the print copy), or ""."""
+    if digest == row.ofd_sm3:
+        return "ofd"
+    if row.pdf_sm3 is not None and digest == row.pdf_sm3:
+        return "pdf"
+    return ""
+
+
 def check_licence(
     session: Session,
     identifier: str,
@@ -100,6 +110,7 @@ def check_licence(
     status = status_of(row, today)
     zh, en = label(status)
     latest = row if row.superseded_by is None else current_version(session, row.base_identifier)
+    matched = None if presented is None else _matched_file(row, sm3(presented).hex())
     result: dict[str, Any] = {
         "identifier": row.identifier,
         "version": row.version,
@@ -125,7 +136,10 @@ def check_licence(
         "holder_name_masked": not reveal,
         "file_sm3": row.ofd_sm3,
         "file_size": row.ofd_size,
-        "file_matches": None if presented is None else sm3(presented).hex() == row.ofd_sm3,
+        "pdf_sm3": row.pdf_sm3,
+        "pdf_size": row.pdf_size,
+        "file_matches": None if matched is None else matched != "",
+        "matched_file": matched or None,
         "checked_at": utcnow().isoformat(),
     }
     return row, result

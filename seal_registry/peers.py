@@ -21,10 +21,11 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import ScalarSelect, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit import append as audit_append
@@ -55,7 +56,7 @@ from .federation_models import FederationPeer, FederationPeerList, SealTypeMappi
 from .lifecycle import SEAL_TYPES
 from .pki import CertRole, certificate_of, current_certificate, signer_for
 from .trust_list import TRUST_LIST_PATH
-from .trust_source import RegistryTrustSource
+from .trust_source import RegistryTrustSource, RegistryView, Stamp
 
 log = logging.getLogger("eseal.federation")
 
@@ -834,46 +835,19 @@ def peer_views(session: Session, *, grace: timedelta) -> list[PeerView]:
     return views
 
 
-class FederatedTrustSource(RegistryTrustSource):
-    """The verifier's trust source of a running registry: the local registry first, then the last
-    good lists of its peers. Seal status names the list that vouched (region, sequence, issue time);
-    so do the certificate chain checks, through :meth:`vouched_by`.
+class FederatedView(RegistryView):
+    """The federated source's answers as of one stamp: the local registry first, then the peers."""
 
-    Peers' lists are parsed once per change (the peers' ``generation``), not per question.
-    """
+    source: FederatedTrustSource
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        keystore: KeyStore | None = None,
-        *,
-        region_code: str | None = None,
-        grace: timedelta = timedelta(hours=1),
-        purpose: str | None = None,
-    ) -> None:
-        super().__init__(sessions, keystore, region_code=region_code)
-        self._grace = grace
-        self._purpose = purpose
-        self._peer_cache: tuple[tuple[tuple[int, int, bool], ...], PeerTrustSource] | None = None
-        self._peer_lock = threading.Lock()
+    def __init__(self, source: FederatedTrustSource, stamp: Stamp) -> None:
+        super().__init__(source, stamp)
+        self._peers: PeerTrustSource | None = None
 
     def peers(self) -> PeerTrustSource:
-        with self._sessions() as s:
-            key = tuple(
-                (int(r[0]), int(r[1]), bool(r[2]))
-                for r in s.execute(
-                    select(FederationPeer.id, FederationPeer.generation, FederationPeer.enabled).order_by(
-                        FederationPeer.id
-                    )
-                )
-            )
-            with self._peer_lock:
-                cached = self._peer_cache
-                if cached is not None and cached[0] == key:
-                    return cached[1]
-                source = PeerTrustSource(peer_views(s, grace=self._grace), purpose=self._purpose)
-                self._peer_cache = (key, source)
-                return source
+        if self._peers is None:
+            self._peers = self.source.peer_trust()
+        return self._peers
 
     def trust_anchors(self, at: datetime) -> Sequence[Certificate]:
         local = list(super().trust_anchors(at))
@@ -897,3 +871,66 @@ class FederatedTrustSource(RegistryTrustSource):
 
     def vouched_by(self, certificate: Certificate, anchor: Certificate) -> str | None:
         return self.peers().vouched_by(certificate, anchor)
+
+
+class FederatedTrustSource(RegistryTrustSource):
+    """The verifier's trust source of a running registry: the local registry first, then the last
+    good lists of its peers. Seal status names the list that vouched (region, sequence, issue time);
+    so do the certificate chain checks, through :meth:`vouched_by`.
+
+    Cached like :class:`RegistryTrustSource`; the stamp adds the peers' number and generations
+    (a sync that stores a list bumps its peer's generation, with or without an audit entry). Peers'
+    lists are parsed once per change of the peers' ``(id, generation, enabled)``, not per view.
+    """
+
+    view_class = FederatedView
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        keystore: KeyStore | None = None,
+        *,
+        region_code: str | None = None,
+        grace: timedelta = timedelta(hours=1),
+        purpose: str | None = None,
+    ) -> None:
+        super().__init__(sessions, keystore, region_code=region_code)
+        self._grace = grace
+        self._purpose = purpose
+        self._peer_cache: tuple[tuple[tuple[int, int, bool], ...], PeerTrustSource] | None = None
+        self._peer_lock = threading.Lock()
+
+    def stamp_columns(self) -> list[ScalarSelect[Any]]:
+        generations = select(func.coalesce(func.sum(FederationPeer.generation), 0)).scalar_subquery()
+        count = select(func.count(FederationPeer.id)).scalar_subquery()
+        return [*super().stamp_columns(), generations, count]
+
+    def consistent_view(self) -> FederatedView:
+        view = super().consistent_view()
+        assert isinstance(view, FederatedView)
+        return view
+
+    def peer_trust(self) -> PeerTrustSource:
+        """The peers' last good lists, re-read when a peer's ``(id, generation, enabled)`` changed."""
+        with self.sessions() as s:
+            key = tuple(
+                (int(r[0]), int(r[1]), bool(r[2]))
+                for r in s.execute(
+                    select(FederationPeer.id, FederationPeer.generation, FederationPeer.enabled).order_by(
+                        FederationPeer.id
+                    )
+                )
+            )
+            with self._peer_lock:
+                cached = self._peer_cache
+                if cached is not None and cached[0] == key:
+                    return cached[1]
+                source = PeerTrustSource(peer_views(s, grace=self._grace), purpose=self._purpose)
+                self._peer_cache = (key, source)
+                return source
+
+    def peers(self) -> PeerTrustSource:
+        return self.consistent_view().peers()
+
+    def vouched_by(self, certificate: Certificate, anchor: Certificate) -> str | None:
+        return self.consistent_view().vouched_by(certificate, anchor)

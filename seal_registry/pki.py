@@ -242,28 +242,55 @@ def revoke_certificate(session: Session, cert_id: int, *, reason: str, actor: st
     return row
 
 
-def current_crl(session: Session, keystore: KeyStore) -> CertificateRevocationList:
-    """A fresh CRL of every certificate the root issued and revoked (issued on demand, short-lived)."""
+@dataclass(frozen=True)
+class CrlMaterial:
+    """What the region CRL says, read from the database: the root, its key and what it revoked."""
+
+    issuer: Certificate
+    key_id: str
+    revoked: tuple[RevokedCertificate, ...]
+
+
+def crl_material(session: Session) -> CrlMaterial:
+    """The root and every certificate it issued and revoked (no signing: see :func:`sign_crl`)."""
     root_row = current_certificate(session, CertRole.ROOT)
+    if root_row.key_id is None:
+        raise InvalidInput(f"证书 {root_row.id} 没有本地密钥", f"Certificate {root_row.id} has no local key")
     revoked = session.scalars(
         select(PkiCertificate).where(
             PkiCertificate.revoked_at.is_not(None), PkiCertificate.issuer == root_row.subject
         )
     ).all()
-    now = utcnow()
-    return build_crl(
-        signer=signer_for(keystore, root_row),
-        issuer=certificate_of(root_row),
-        this_update=now,
-        next_update=now + CRL_VALIDITY,
-        revoked=[
+    return CrlMaterial(
+        certificate_of(root_row),
+        root_row.key_id,
+        tuple(
             RevokedCertificate(int(r.serial_hex, 16), r.revoked_at, r.revocation_reason)
             for r in revoked
             if r.revoked_at is not None
-        ],
+        ),
+    )
+
+
+def sign_crl(material: CrlMaterial, keystore: KeyStore) -> CertificateRevocationList:
+    """A fresh, short-lived CRL of ``material`` signed by the root key. Needs no session of the
+    caller's: a soft key store reads its key through a connection of its own, so a caller holding
+    one while it waits for this could exhaust a small pool."""
+    now = utcnow()
+    return build_crl(
+        signer=KeyStoreSigner(keystore, material.key_id),
+        issuer=material.issuer,
+        this_update=now,
+        next_update=now + CRL_VALIDITY,
+        revoked=list(material.revoked),
         # Monotonic across calls without extra state: seconds since the epoch.
         crl_number=int(now.timestamp()),
     )
+
+
+def current_crl(session: Session, keystore: KeyStore) -> CertificateRevocationList:
+    """A fresh CRL of every certificate the root issued and revoked (issued on demand, short-lived)."""
+    return sign_crl(crl_material(session), keystore)
 
 
 def import_anchors(session: Session, data: bytes, *, actor: str) -> list[PkiCertificate]:

@@ -1,4 +1,4 @@
-"""Verification of electronic seals, SES signatures and sealed OFD documents.
+"""Verification of electronic seals, SES and CMS signatures, and sealed OFD and PDF documents.
 
 Split as EU DSS does it: :mod:`verify.evidence` collects facts, :mod:`verify.checks` judges them
 under a :mod:`verify.policy` and a :mod:`verify.trust` source, :mod:`verify.report` derives the

@@ -60,7 +60,7 @@ from gmpki.x509 import Certificate, load_certificate_der, names_equal
 from .evidence import SOURCE_OFD, SOURCE_SEAL, CertificateFacts, SignatureFacts, TimestampFacts
 from .policy import Action, Policy
 from .report import CheckResult, Result, SubIndication
-from .trust import SealState, TrustSource, vouched_by
+from .trust import SealState, SealStatusFact, TrustSource, vouched_by
 
 SEAL_CHECKS: tuple[str, ...] = (
     "format.parse",
@@ -603,6 +603,25 @@ def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
     source_en = f" ({fact.source})" if fact.source else ""
     vouch = fact.vouched_by
     if fact.state is SealState.ACTIVE:
+        earlier = _inactive_when_signed(f, ctx)
+        if earlier is not None:
+            past, when, proven = earlier
+            past_suspended = past.state is SealState.SUSPENDED
+            past_zh, past_en = ("暂停", "suspended") if past_suspended else ("注销", "cancelled")
+            how_zh, how_en = ("时间戳证明的", "proven by a time-stamp") if proven else ("声明的", "claimed")
+            return _r(
+                cid,
+                Result.FAILED,
+                f"印章 {seal.es_id} 现状态正常，但在{how_zh}签章时间 {fmt_time(when)} 处于{past_zh}状态"
+                + (f"（自 {fmt_time(past.changed_at)} 起）" if past.changed_at else "")
+                + source,
+                f"seal {seal.es_id} is active now, but was {past_en} at the signing time {fmt_time(when)} "
+                f"({how_en})"
+                + (f", since {fmt_time(past.changed_at)}" if past.changed_at else "")
+                + source_en,
+                SubIndication.SEAL_SUSPENDED if past_suspended else SubIndication.SEAL_CANCELLED,
+                vouched_by=vouch,
+            )
         return _r(
             cid,
             Result.PASSED,
@@ -654,6 +673,35 @@ def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
         sub,
         vouched_by=vouch,
     )
+
+
+_ONE_SECOND = dt.timedelta(seconds=1)
+
+
+def _inactive_when_signed(
+    f: SignatureFacts, ctx: Context
+) -> tuple[SealStatusFact, dt.datetime, bool] | None:
+    """The seal's state at the signing time when it was suspended or cancelled then (and is active
+    now): a signature inside a past suspension window, the seal since resumed. The proven time
+    (a trusted time-stamp) is used when there is one, else the time the signer claims: the registry
+    refuses to sign with a suspended seal, so a signature claiming such a time was not made through
+    it. Returns (fact, time, proven) or None."""
+    if f.seal is None or ctx.trust is None:
+        return None
+    proven = proven_time(f, ctx)
+    when = proven if proven is not None else f.signing_time
+    if when is None or when >= ctx.at:
+        return None
+    # Signing times are written in whole seconds (SES GeneralizedTime, most time-stamps): a signature
+    # made in the second the seal was resumed reads as earlier. Judge the end of that second.
+    latest = min(when.replace(microsecond=0) + _ONE_SECOND - dt.timedelta(microseconds=1), ctx.at)
+    try:
+        fact = ctx.trust.seal_status(f.seal.parsed.es_id, f.seal.sm3, latest)
+    except EsealError:
+        return None
+    if fact is None or fact.state not in (SealState.SUSPENDED, SealState.CANCELLED):
+        return None
+    return fact, when, proven is not None
 
 
 def _active_at(f: SignatureFacts, ctx: Context, when: dt.datetime) -> bool:

@@ -2,8 +2,9 @@
 
 Input is recognised by its content, never by a file name: a ZIP holding ``OFD.xml`` is an OFD
 package, a DER structure shaped like a seal or an SES signature is one, ``%PDF`` is a PDF (its
-signature fields are verified by :mod:`verify.pdf`). Everything is verified over the bytes as read,
-never over a re-encoding.
+signature fields are verified by :mod:`verify.pdf`), a ContentInfo holding signedData (DER, or PEM
+``CMS``/``PKCS7``) is a CMS signature, verified with its detached data by :mod:`verify.detached_cms`.
+Everything is verified over the bytes as read, never over a re-encoding.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gmpki.seal import DEFAULT_MAX_SIZE as DER_MAX_SIZE
 from gmpki.seal import detect_seal_version, detect_signature_version
 
 from .checks import Context, evaluate
+from .detached_cms import is_cms_pem, probe_signed_data, verify_cms
 from .evidence import DocumentFacts, SignatureFacts, collect_ofd, collect_seal, collect_ses
 from .policy import DEFAULT_POLICY, Policy
 from .report import (
@@ -60,6 +62,7 @@ class InputKind(enum.StrEnum):
     SEAL = "seal"
     SES = "ses"
     PDF = "pdf"
+    CMS = "cms"
     UNKNOWN = "unknown"
 
 
@@ -69,7 +72,11 @@ def _der_kind(data: bytes) -> InputKind:
             f"数据过大（{len(data)} 字节，上限 {DER_MAX_SIZE}）",
             f"input too large ({len(data)} bytes, limit {DER_MAX_SIZE})",
         )
-    for kind, probe in ((InputKind.SEAL, detect_seal_version), (InputKind.SES, detect_signature_version)):
+    for kind, probe in (
+        (InputKind.CMS, probe_signed_data),  # first: it reads only the header and contentType
+        (InputKind.SEAL, detect_seal_version),
+        (InputKind.SES, detect_signature_version),
+    ):
         try:
             probe(data)
         except MalformedData:
@@ -86,6 +93,8 @@ def _detect(data: bytes, limits: ContainerLimits | None) -> tuple[InputKind, Ofd
         return InputKind.PDF, None
     if data[:1] == b"\x30":
         return _der_kind(data), None
+    if is_cms_pem(data):
+        return InputKind.CMS, None
     return InputKind.UNKNOWN, None
 
 
@@ -182,8 +191,8 @@ def verify_bytes(
     at: dt.datetime | None = None,
     limits: ContainerLimits | None = None,
 ) -> DocumentReport:
-    """Verify a seal (.esl), an SES signature (with optional detached data), an OFD document or a
-    signed PDF.
+    """Verify a seal (.esl), an SES signature or a CMS signature (each with optional detached data),
+    an OFD document or a signed PDF.
 
     ``at`` (default: the policy's time, else now) is the validation time; signatures are judged at
     their own signing time (``TBS_Sign.timeInfo``; for PDF the time-stamp or the claimed time).
@@ -212,9 +221,12 @@ def verify_bytes(
         from .pdf import verify_pdf
 
         return verify_pdf(data, ctx)
+    elif kind is InputKind.CMS:
+        return verify_cms(data, detached_data, ctx)
     else:
         raise UnusableInput(
-            "无法识别的输入：不是 OFD 文档、电子印章或电子签章数据",
-            "unrecognised input: not an OFD document, an electronic seal or an SES signature",
+            "无法识别的输入：不是 OFD 或 PDF 文档、电子印章、电子签章数据或 CMS 签名",
+            "unrecognised input: not an OFD or PDF document, an electronic seal, an SES signature or a "
+            "CMS signature",
         )
     return _document_report(doc, ctx)

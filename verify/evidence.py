@@ -44,6 +44,7 @@ from gmpki.seal import (
     ParsedSesSignature,
     SignatureCheck,
     certificate_public_key,
+    clear_seal_cache,
     parse_seal,
     parse_ses_signature,
 )
@@ -111,8 +112,9 @@ def sm2_check(cert_der: bytes, algorithm: str, message: bytes, signature: bytes)
 
 def clear_caches() -> None:
     """Empty every content cache the verifier uses (certificates, signature checks, names, keys,
-    maker checks): for measuring a cold verification. Never needed for correctness."""
+    parsed seals, maker checks): for measuring a cold verification. Never needed for correctness."""
     clear_x509_caches()
+    clear_seal_cache()
     _PUBLIC_KEYS.clear()
     _MAKER_CHECKS.clear()
 

@@ -160,6 +160,10 @@ _SUB: Final[Mapping[SubIndication, tuple[str, str]]] = {
     ),
     SubIndication.NOT_YET_VALID: ("证书尚未生效", "a certificate was not yet valid"),
     SubIndication.TRY_LATER: ("暂时无法获得状态信息", "status information is not available now"),
+    SubIndication.SIGNED_DATA_NOT_FOUND: (
+        "未提供被签名的原文，无法确认签名覆盖的内容",
+        "the signed data was not supplied, so what the signature covers cannot be established",
+    ),
     SubIndication.SEAL_SIGNATURE_FAILURE: ("印章的制章者签名无效", "the seal maker's signature is invalid"),
     SubIndication.SEAL_EXPIRED: ("签章时印章已过有效期", "the seal had expired at signing time"),
     SubIndication.SEAL_NOT_YET_VALID: ("签章时印章尚未生效", "the seal was not yet valid at signing time"),
@@ -201,6 +205,7 @@ _FORMATS: Final = {
     "seal": ("电子印章", "electronic seal"),
     "ses": ("电子签章数据", "SES signature"),
     "pdf": ("PDF 文档", "PDF document"),
+    "cms": ("CMS 签名（PKCS#7 / GB/T 35275）", "CMS signature (PKCS #7 / GB/T 35275)"),
 }
 
 CSS: Final = """
@@ -271,12 +276,14 @@ _FOOTER: Final = _t(
     "eseal seal verification: files are verified, never stored.",
 )
 _FILE_HINT: Final = _t(
-    "已签章的 OFD 或 PDF 文档、电子签章数据（SignedValue.dat）或电子印章（.esl）。",
-    "A sealed OFD or PDF document, an SES signature (SignedValue.dat) or an electronic seal (.esl).",
+    "已签章的 OFD 或 PDF 文档、电子签章数据（SignedValue.dat）、分离式 CMS 签名（.p7s）"
+    "或电子印章（.esl）。",
+    "A sealed OFD or PDF document, an SES signature (SignedValue.dat), a detached CMS signature "
+    "(.p7s) or an electronic seal (.esl).",
 )
 _DATA_HINT: Final = _t(
-    "仅在验证单独的电子签章数据时需要：签章所保护的原始文件。",
-    "Only for a standalone SES signature: the file it protects.",
+    "仅在验证单独的电子签章数据或分离式 CMS 签名时需要：签名所保护的原始文件。",
+    "Only for a standalone SES signature or a detached CMS signature: the file it protects.",
 )
 _UNSIGNED_STAMPS: Final = _t(
     "页面上有未被任何签章保护的印章图案：", "Stamp images on pages that no signature accounts for: "
@@ -306,7 +313,8 @@ def _page(title_zh: str, title_en: str, body: str, *, lang: str, form_id: str | 
 def render_form_page(
     *, lang: str = "zh", action: str = "/verify", max_upload_bytes: int | None = None
 ) -> str:
-    """The public page: pick a sealed OFD, an SES signature (.dat, with its data) or a seal (.esl)."""
+    """The public page: pick a sealed OFD or PDF, an SES signature (.dat) or a detached CMS (.p7s),
+    each with its data, or a seal (.esl)."""
     limit = ""
     if max_upload_bytes:
         mib = max_upload_bytes / (1024 * 1024)
@@ -338,6 +346,9 @@ def _fact(name_zh: str, name_en: str, value_html: str, key: str) -> str:
 
 def _picture(sig: SignatureReport, pictures: Mapping[str, SealPicture]) -> str:
     picture = pictures.get(sig.seal.sm3 or "") if sig.seal else None
+    if picture is None and sig.seal is None and sig.type == "sign":
+        what = _t("数字签名，不含印章", "digital signature, no seal")
+        return f'<div class="seal-placeholder" data-picture="none">{what}</div>'
     if picture is None:
         return (
             f'<div class="seal-placeholder" data-picture="none">{_t("无印章图片", "no seal picture")}</div>'

@@ -19,10 +19,8 @@ each signature field that holds a value:
   imprint over the signature value, TSA certificate usage) and its TSA certificate path by the
   family's validator (SM2: gmpki; ECDSA/RSA: pyhanko-certvalidator).
 
-Trust. :class:`verify.trust.TrustSource` anchors are SM2 certificates. PDF readers' algorithms need
-other roots (the region's PAdES interop root, :mod:`gmpki.x509_interop`): a trust source that also
-implements :class:`InteropAnchorSource` supplies them, e.g. :class:`InteropTrustSource`, which
-wraps any trust source and adds CA certificates of any key type.
+Trust. ECDSA/RSA signatures chain to the *interop* anchors of :mod:`verify.interop`
+(:class:`InteropTrustSource`, re-exported here), SM2 ones to the trust source's SM2 anchors.
 
 Not verified yet: document time-stamps (``/DocTimeStamp``), reported as indeterminate; revocation
 of ECDSA/RSA certificates (no CRL source for the interop hierarchy).
@@ -30,17 +28,12 @@ of ECDSA/RSA certificates (no CRL source for the interop hierarchy).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import io
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final
 
 from asn1crypto import cms, core
-from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import (
     CatalogModificationRule,
@@ -61,9 +54,8 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import PdfSignatureStatus, SignatureCoverageLevel
-from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
-from core.errors import ConfigurationError, EsealError, InputTooLarge
+from core.errors import EsealError, InputTooLarge
 from gmpki import oids
 from gmpki.cms import (
     ATTR_SIGNATURE_TIME_STAMP_TOKEN,
@@ -72,20 +64,23 @@ from gmpki.cms import (
     parse_signed_data,
     verify_signed_data,
 )
-from gmpki.crl import CertificateRevocationList
 from gmpki.ofd import Problem
-from gmpki.path_validation import PathValidationError, validate_path
-from gmpki.tsp import TimestampVerification, verify_token
-from gmpki.x509 import Certificate, load_certificate_der
-from gmpki.x509_interop import (
-    InteropCertificate,
-    load_interop_certificate,
-    load_interop_certificates,
-    require_ca,
-)
+from gmpki.tsp import TimestampVerification
+from gmpki.x509_interop import InteropCertificate, load_interop_certificate
 
-from .checks import Context, _chain, apply_policy, fmt_time, signer_revocation
+from .checks import Context, _chain, apply_policy, signer_revocation
 from .evidence import certificate_facts
+from .interop import (
+    InteropAnchorSource,
+    InteropTrustSource,
+    brief,
+    certvalidator_context,
+    check_signature_timestamp,
+    interop_anchors_of,
+    interop_revocation_skipped,
+    run_blocking,
+    signer_validity,
+)
 from .policy import SM2_WITH_SM3
 from .report import (
     CertificateSummary,
@@ -98,7 +93,6 @@ from .report import (
     judge,
     serial_hex,
 )
-from .trust import SealStatusFact, TrustSource
 
 FORMAT: Final = "pdf"
 MAX_PDF_SIZE: Final = 64 * 1024 * 1024
@@ -134,102 +128,12 @@ DIFF_POLICY: Final = StandardDiffPolicy(
     ),
 )
 _SIGN: Final = "sign"  # a CMS signature: the OFD vocabulary's Sign type (GB/T 35275), never a SES seal
-T = TypeVar("T")
-
-
-# --- trust ----------------------------------------------------------------------------------------------
-@runtime_checkable
-class InteropAnchorSource(Protocol):
-    def interop_anchors(self, at: dt.datetime) -> Sequence[bytes]:
-        """DER CA certificates of any key type (ECDSA, RSA) trusted as roots for PDF signatures."""
-        ...
-
-
-@dataclass(frozen=True)
-class InteropTrustSource:
-    """``base``'s SM2 anchors, CRLs and seal status, plus ``anchors``: CA certificates of any key
-    type (DER), such as the region's PAdES interop root."""
-
-    base: TrustSource | None
-    anchors: tuple[bytes, ...] = field(default=(), repr=False)
-
-    def __post_init__(self) -> None:
-        for der in self.anchors:
-            require_ca(load_interop_certificate(der))
-
-    def trust_anchors(self, at: dt.datetime) -> Sequence[Certificate]:
-        return self.base.trust_anchors(at) if self.base is not None else ()
-
-    def intermediates(self, at: dt.datetime) -> Sequence[Certificate]:
-        return self.base.intermediates(at) if self.base is not None else ()
-
-    def crls(self, at: dt.datetime) -> Sequence[CertificateRevocationList]:
-        return self.base.crls(at) if self.base is not None else ()
-
-    def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
-        return self.base.seal_status(es_id, seal_sm3, at) if self.base is not None else None
-
-    def interop_anchors(self, at: dt.datetime) -> Sequence[bytes]:
-        return self.anchors
-
-    @classmethod
-    def from_paths(cls, paths: Iterable[Path | str], base: TrustSource | None = None) -> InteropTrustSource:
-        """Read CA certificates of any key type (PEM bundles or DER files) as interop anchors; SM2
-        certificates among them are skipped (they belong to ``base``)."""
-        ders: list[bytes] = []
-        for item in paths:
-            path = Path(item)
-            try:
-                if path.stat().st_size > 16 * 1024 * 1024:
-                    raise ConfigurationError(f"信任文件过大：{path}", f"trust file too large: {path}")
-                certs = [
-                    require_ca(c)
-                    for c in load_interop_certificates(path.read_bytes())
-                    if c.key_algorithm != "sm2"
-                ]
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"无法读取信任文件 {path}：{exc}", f"cannot read trust file {path}: {exc}"
-                ) from exc
-            except EsealError as exc:
-                if isinstance(exc, ConfigurationError):
-                    raise
-                raise ConfigurationError(
-                    f"无法读取信任文件 {path}：{exc.message_zh}",
-                    f"cannot read trust file {path}: {exc.message_en}",
-                ) from exc
-            ders.extend(c.der for c in certs if c.der not in ders)
-        return cls(base, tuple(ders))
-
-
-def interop_anchors_of(trust: TrustSource | None, at: dt.datetime) -> tuple[asn1_x509.Certificate, ...]:
-    if trust is None or not isinstance(trust, InteropAnchorSource):
-        return ()
-    return tuple(load_interop_certificate(der).asn1 for der in trust.interop_anchors(at))
-
-
-# --- running pyHanko ---------------------------------------------------------------------------------------
-def _run_blocking(work: Callable[[], T]) -> T:
-    """Run ``work`` (which may call ``asyncio.run``) even when the caller is inside an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return work()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(work).result()
-
-
-def _brief(exc: BaseException) -> str:
-    if isinstance(exc, EsealError):
-        return exc.message_en
-    text = " ".join(str(exc).split())[:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _problem(exc: BaseException, zh: str, en: str) -> Problem:
     if isinstance(exc, EsealError):
         return Problem(f"{zh}：{exc.message_zh}", f"{en}: {exc.message_en}")
-    return Problem(f"{zh}：{_brief(exc)}", f"{en}: {_brief(exc)}")
+    return Problem(f"{zh}：{brief(exc)}", f"{en}: {brief(exc)}")
 
 
 def _r(cid: str, result: Result, zh: str, en: str, sub: SubIndication | None = None) -> CheckResult:
@@ -367,90 +271,19 @@ def _integrity(sig: _Sig) -> None:
             summary["diff_result"],
         )
     except Exception as exc:
-        sig.coverage_problem = _brief(exc)
+        sig.coverage_problem = brief(exc)
 
 
 # --- time-stamps -----------------------------------------------------------------------------------------
-def _certvalidator_context(
-    trust: TrustSource | None, at: dt.datetime, others: Sequence[asn1_x509.Certificate] = ()
-) -> ValidationContext:
-    return ValidationContext(
-        trust_roots=list(interop_anchors_of(trust, at)),
-        other_certs=list(others),
-        moment=at,
-        allow_fetching=False,
-        revocation_mode="soft-fail",
-    )
-
-
-def _tsa_chain(verification: TimestampVerification, ctx: Context) -> tuple[bool, str, str] | None:
-    """None when the TSA certificate chains to an anchor, else (indeterminate?, zh, en)."""
-    tsa = load_interop_certificate(verification.tsa_certificate)
-    at = verification.gen_time
-    others = verification.cms.certificates
-    if tsa.key_algorithm == "sm2":
-        anchors = list(ctx.trust.trust_anchors(at)) if ctx.trust is not None else []
-        if not anchors:
-            return True, "未配置 SM2 信任锚", "no SM2 trust anchor is configured"
-        middle = [
-            load_certificate_der(c) for c in others if load_interop_certificate(c).key_algorithm == "sm2"
-        ]
-        try:
-            validate_path(
-                load_certificate_der(verification.tsa_certificate),
-                trust_anchors=anchors,
-                at=at,
-                intermediates=[c for c in middle if c.der != verification.tsa_certificate],
-            )
-        except PathValidationError as exc:
-            return exc.reason != "revoked", exc.message_zh, exc.message_en
-        return None
-    context = _certvalidator_context(ctx.trust, at, [load_interop_certificate(c).asn1 for c in others])
-    validator = CertificateValidator(tsa.asn1, validation_context=context)
-    try:
-        usage = validator.async_validate_usage(set(), {"time_stamping"})  # type: ignore[no-untyped-call]
-        _run_blocking(lambda: asyncio.run(usage))
-    except Exception as exc:
-        return True, f"时间戳服务证书链未能验证（{_brief(exc)}）", f"TSA chain not validated ({_brief(exc)})"
-    return None
-
-
 def _check_timestamp(sig: _Sig, ctx: Context) -> CheckResult:
-    cid = "timestamp.token"
-    if not sig.tokens:
-        return _skipped(cid, "签名不含时间戳（PAdES B-B）", "the signature carries no time-stamp (PAdES B-B)")
-    try:
-        verification = verify_token(sig.tokens[0], sig.signature_value)
-    except EsealError as exc:
-        return _r(
-            cid,
-            Result.FAILED,
-            f"签名时间戳无效：{exc.message_zh}",
-            f"the signature time-stamp is invalid: {exc.message_en}",
-            SubIndication.SIG_CRYPTO_FAILURE,
-        )
-    when = fmt_time(verification.gen_time)
-    try:
-        chain = _tsa_chain(verification, ctx)
-    except EsealError as exc:
-        chain = (True, exc.message_zh, exc.message_en)
-    if chain is not None:
-        indeterminate, zh, en = chain
-        return _r(
-            cid,
-            Result.INDETERMINATE if indeterminate else Result.FAILED,
-            f"签名时间戳（{when}，{verification.tsa_subject}）签名有效，但时间戳服务证书不可信：{zh}",
-            f"the signature time-stamp ({when}, {verification.tsa_subject}) verifies but its TSA is not "
-            f"trusted: {en}",
-            SubIndication.NO_CERTIFICATE_CHAIN_FOUND if indeterminate else SubIndication.REVOKED,
-        )
-    sig.timestamp = verification
-    return _r(
-        cid,
-        Result.PASSED,
-        f"签名时间戳有效：{when}，时间戳服务 {verification.tsa_subject}，证书链可信",
-        f"the signature time-stamp is valid: {when} by {verification.tsa_subject}, chain trusted",
+    result, sig.timestamp = check_signature_timestamp(
+        sig.tokens,
+        sig.signature_value,
+        ctx,
+        none_zh="签名不含时间戳（PAdES B-B）",
+        none_en="the signature carries no time-stamp (PAdES B-B)",
     )
+    return result
 
 
 # --- checks ----------------------------------------------------------------------------------------------
@@ -478,49 +311,6 @@ def _format_check(sig: _Sig) -> CheckResult:
         Result.PASSED,
         f"签名域 {sig.name} 已解码（{what}）",
         f"signature field {sig.name} decoded ({what_en})",
-    )
-
-
-def _validity_check(sig: _Sig, when: dt.datetime, proven: bool) -> CheckResult:
-    cid = "signer.certificate_validity"
-    c = sig.signer
-    assert c is not None
-    event_zh, event_en = ("时间戳时间", "time-stamp time") if proven else ("签名时间", "signing time")
-    span_zh = f"有效期 {fmt_time(c.not_before)} 至 {fmt_time(c.not_after)}"
-    span_en = f"valid {fmt_time(c.not_before)} to {fmt_time(c.not_after)}"
-    if when < c.not_before:
-        return _r(
-            cid,
-            Result.FAILED,
-            f"签名者证书 {c.describe()} 在{event_zh} {fmt_time(when)} 尚未生效（{span_zh}）",
-            f"the signer certificate {c.describe()} was not yet valid at the {event_en} {fmt_time(when)} "
-            f"({span_en})",
-            SubIndication.NOT_YET_VALID,
-        )
-    if when > c.not_after:
-        return _r(
-            cid,
-            Result.FAILED,
-            f"签名者证书 {c.describe()} 在{event_zh} {fmt_time(when)} 已过期（{span_zh}）",
-            f"the signer certificate {c.describe()} had expired at the {event_en} {fmt_time(when)} "
-            f"({span_en})",
-            SubIndication.OUT_OF_BOUNDS_NO_POE,
-        )
-    if c.key_usage is not None and not c.key_usage & {"digital_signature", "non_repudiation"}:
-        usage = ", ".join(sorted(c.key_usage))
-        return _r(
-            cid,
-            Result.FAILED,
-            f"签名者证书 {c.describe()} 的密钥用途（{usage}）不含 digitalSignature 或 nonRepudiation",
-            f"the signer certificate {c.describe()} has key usage ({usage}) without digitalSignature or "
-            "nonRepudiation",
-            SubIndication.SIG_CONSTRAINTS_FAILURE,
-        )
-    return _r(
-        cid,
-        Result.PASSED,
-        f"签名者证书 {c.describe()} 在{event_zh} {fmt_time(when)} 有效（{span_zh}）",
-        f"the signer certificate {c.describe()} was valid at the {event_en} {fmt_time(when)} ({span_en})",
     )
 
 
@@ -564,21 +354,6 @@ def _coverage_check(sig: _Sig) -> CheckResult:
         f"the document was modified after signing in a way its DocMDP settings do not allow ({detail}): "
         "what is displayed is not what was signed",
         SubIndication.SIG_CONSTRAINTS_FAILURE,
-    )
-
-
-def _revocation_skipped(ctx: Context) -> CheckResult:
-    cid = "signer.certificate_revocation"
-    if ctx.policy.require_revocation:
-        return _r(
-            cid,
-            Result.INDETERMINATE,
-            "没有 ECDSA/RSA 证书的撤销信息，无法确认签名者证书未被撤销",
-            "no revocation information is available for ECDSA/RSA certificates",
-            SubIndication.TRY_LATER,
-        )
-    return _skipped(
-        cid, "ECDSA/RSA 互通证书没有撤销信息来源", "no revocation source for ECDSA/RSA interop certificates"
     )
 
 
@@ -662,12 +437,12 @@ def _pyhanko_status(sig: _Sig, ctx: Context) -> PdfSignatureStatus:
     # Judged at the signing time, clamped into the certificate's validity: an expired certificate
     # is reported once, by signer.certificate_validity, not again as a broken chain.
     at = max(sig.signer.not_before, min(when, sig.signer.not_after))
-    context = _certvalidator_context(ctx.trust, at)
+    context = certvalidator_context(ctx.trust, at)
     usage = KeyUsageConstraints(
         key_usage={"digital_signature", "non_repudiation"}, match_all_key_usages=False
     )
     _without_unsigned_attributes(emb)
-    return _run_blocking(
+    return run_blocking(
         lambda: validate_pdf_signature(
             emb, signer_validation_context=context, key_usage_settings=usage, diff_policy=DIFF_POLICY
         )
@@ -681,7 +456,7 @@ def _pades_checks(sig: _Sig, ctx: Context) -> dict[str, CheckResult]:
     try:
         status = _pyhanko_status(sig, ctx)
     except Exception as exc:
-        why = _brief(exc)
+        why = brief(exc)
         out["signer.signature"] = _r(
             "signer.signature",
             Result.FAILED,
@@ -710,7 +485,7 @@ def _pades_checks(sig: _Sig, ctx: Context) -> dict[str, CheckResult]:
     computed = sig.emb.compute_digest()
     out["document.data_hash"] = _data_hash(status.intact, computed, None, status.md_algorithm.upper())
     out["signer.certificate_chain"] = _pades_chain(status, sig, ctx)
-    out["signer.certificate_revocation"] = _revocation_skipped(ctx)
+    out["signer.certificate_revocation"] = interop_revocation_skipped(ctx)
     sig.coverage, sig.docmdp_ok, sig.diff_result = status.coverage, status.docmdp_ok, status.diff_result
     return out
 
@@ -786,8 +561,8 @@ def _evaluate(sig: _Sig, ctx: Context) -> tuple[CheckResult, ...]:
         # The time-stamp first: a verified one is the time every certificate is judged at.
         results["timestamp.token"] = _check_timestamp(sig, ctx)
         results.update(_sm2_checks(sig, ctx) if sig.family == "sm2" else _pades_checks(sig, ctx))
-        results["signer.certificate_validity"] = _validity_check(
-            sig, _best_time(sig, ctx), sig.timestamp is not None
+        results["signer.certificate_validity"] = signer_validity(
+            sig.signer, _best_time(sig, ctx), sig.timestamp is not None
         )
         results["document.coverage"] = _coverage_check(sig)
     return tuple(apply_policy(results.get(c) or _undecodable(c), ctx.policy) for c in PDF_CHECKS)
@@ -868,7 +643,7 @@ def verify_pdf(data: bytes, ctx: Context) -> DocumentReport:
             f"PDF 无法解析：{exc.message_zh}", f"unreadable PDF: {exc.message_en}", data, ctx
         )
     except Exception as exc:
-        return _document_failure(f"PDF 无法解析：{_brief(exc)}", f"unreadable PDF: {_brief(exc)}", data, ctx)
+        return _document_failure(f"PDF 无法解析：{brief(exc)}", f"unreadable PDF: {brief(exc)}", data, ctx)
     # Each field on its own (pyHanko's embedded_signatures stops at the first bad one and skips
     # unknown SubFilters), in signing order where it can be told.
     sigs = [_read_signature(str(name), sig_field, reader, data) for name, _value, sig_field in filled]

@@ -2,7 +2,8 @@
 
 Indications and sub-indications follow ETSI EN 319 102-1 where it has a word for the case
 (HASH_FAILURE, SIG_CRYPTO_FAILURE, REVOKED, NO_CERTIFICATE_CHAIN_FOUND, FORMAT_FAILURE,
-OUT_OF_BOUNDS_NO_POE, NOT_YET_VALID, ...) and add seal-specific ones (SEAL_*, SIGNER_NOT_IN_SEAL).
+OUT_OF_BOUNDS_NO_POE, NOT_YET_VALID, SIGNED_DATA_NOT_FOUND, ...) and add seal-specific ones
+(SEAL_*, SIGNER_NOT_IN_SEAL).
 A signature's verdict is derived from its checks only; a document's verdict is its worst signature.
 """
 
@@ -45,6 +46,7 @@ class SubIndication(enum.StrEnum):
     OUT_OF_BOUNDS_NO_POE = "OUT_OF_BOUNDS_NO_POE"
     NOT_YET_VALID = "NOT_YET_VALID"
     TRY_LATER = "TRY_LATER"
+    SIGNED_DATA_NOT_FOUND = "SIGNED_DATA_NOT_FOUND"  # a detached signature verified without its data
     # electronic seals (GB/T 38540)
     SEAL_SIGNATURE_FAILURE = "SEAL_SIGNATURE_FAILURE"
     SEAL_EXPIRED = "SEAL_EXPIRED"
@@ -234,7 +236,7 @@ class UnsignedStamp:
 
 @dataclass(frozen=True)
 class DocumentReport:
-    format: str  # "ofd" | "seal" | "ses" | "pdf"
+    format: str  # "ofd" | "seal" | "ses" | "pdf" | "cms"
     signed: bool
     indication: Indication
     sub_indication: SubIndication | None

@@ -98,6 +98,11 @@ class SnapshotTrustSource:
     def crls(self, at: dt.datetime) -> Sequence[CertificateRevocationList]:
         return self._base.crls(at) if self._base else _EMPTY
 
+    def interop_anchors(self, at: dt.datetime) -> Sequence[bytes]:
+        """The wrapped source's ECDSA/RSA anchors (``verify.interop``), if it has any."""
+        ask = getattr(self._base, "interop_anchors", None)
+        return tuple(ask(at)) if callable(ask) else ()
+
     # -- seals: from the snapshot --
     def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
         snap = self.snapshot

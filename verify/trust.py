@@ -83,17 +83,38 @@ def vouched_by(trust: object, certificate: Certificate, anchor: Certificate) -> 
         return None
 
 
+@runtime_checkable
+class ConsistentSource(Protocol):
+    """A trust source over changing state (a registry database) that can fix that state for one
+    verification: every question of the verification goes to the view it returns, which may then
+    answer from memory (the registry checks once that nothing changed, then asks nothing more)."""
+
+    def consistent_view(self) -> TrustSource:
+        """The source as it is now, for the questions of one verification."""
+        ...
+
+
 class MemoTrustSource:
     """One verification's view of a trust source: each question about certificates and CRLs is asked
     once per time (the chain checks of one document ask the same ones repeatedly, and a registry
     answers each from its database). Seal status and vouching go straight through. Lives for one
-    document only, so it never serves a stale answer across requests."""
+    document only, so it never serves a stale answer across requests. A :class:`ConsistentSource`
+    is asked for its view once, when the first question comes."""
 
     def __init__(self, base: TrustSource) -> None:
-        self.base = base
+        self._source = base
+        self._view: TrustSource | None = None
         self._anchors: dict[dt.datetime, Sequence[Certificate]] = {}
         self._intermediates: dict[dt.datetime, Sequence[Certificate]] = {}
         self._crls: dict[dt.datetime, Sequence[CertificateRevocationList]] = {}
+        self._interop: dict[dt.datetime, Sequence[bytes]] = {}
+
+    @property
+    def base(self) -> TrustSource:
+        if self._view is None:
+            source = self._source
+            self._view = source.consistent_view() if isinstance(source, ConsistentSource) else source
+        return self._view
 
     def trust_anchors(self, at: dt.datetime) -> Sequence[Certificate]:
         if at not in self._anchors:
@@ -112,6 +133,13 @@ class MemoTrustSource:
 
     def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
         return self.base.seal_status(es_id, seal_sm3, at)
+
+    def interop_anchors(self, at: dt.datetime) -> Sequence[bytes]:
+        """The base's ECDSA/RSA anchors (``verify.interop.InteropAnchorSource``); none without them."""
+        if at not in self._interop:
+            ask = getattr(self.base, "interop_anchors", None)
+            self._interop[at] = tuple(ask(at)) if callable(ask) else ()
+        return self._interop[at]
 
     def vouched_by(self, certificate: Certificate, anchor: Certificate) -> str | None:
         return vouched_by(self.base, certificate, anchor)

@@ -29,6 +29,7 @@ router = APIRouter(prefix="/v1", tags=["licence administration"])
 log = logging.getLogger("eseal.licences")
 
 _CSV_TYPES: Final = ("text/csv", "application/csv")
+_ZIP_TYPES: Final = ("application/zip", "application/x-zip-compressed")
 
 
 class DepartmentObjectionBody(BaseModel):
@@ -202,34 +203,52 @@ def _import_view(ctx: ServiceContext, import_id: str, department: str | None) ->
     "/licence-imports",
     status_code=201,
     summary="导入存量证照 Import stock licences",
-    description="请求体为 CSV（UTF-8，表头）或 JSON 数组。先校验全部行，任一行有误则返回 400 "
+    description="请求体为 CSV（UTF-8，表头）或 JSON 数组；导入已有证照文件时为 ZIP 包（`application/zip`）："
+    "根目录的 manifest.csv 或 manifest.json 加证照文件，各行以 `file` 列给出文件在包内的路径，"
+    "只接受 OFD（已有签章保留有效），文件加盖本部门印章而不重新生成。先校验全部行和文件，任一有误则返回 400 "
     "并逐行列出错误，不导入任何证照；"
     "否则创建导入任务，并（`start=true` 时）在后台生成、签章、登记。同一文件重复提交返回已有任务。\n\n"
-    "Body: CSV (UTF-8, header row) or a JSON array. Every row is validated first: any error → 400 "
-    "`licence_import_invalid` with row-level errors and nothing imported. Otherwise the import is created "
-    "and (with `start=true`) rendered, sealed and recorded in the background. The same file again returns "
-    "the existing import.",
-    openapi_extra={"requestBody": {"content": {"text/csv": {}, "application/json": {}}}},
+    "Body: CSV (UTF-8, header row) or a JSON array; to import existing licence files, a ZIP archive "
+    "(`application/zip`): manifest.csv or manifest.json at its root plus the files, each row naming its "
+    "file's path in the archive in column `file`; only OFD files are accepted (signatures they carry stay "
+    "valid) and they are sealed with the department's seal instead of rendered. Every row and file is "
+    "validated first: any error → 400 `licence_import_invalid` with row-level errors and nothing imported. "
+    "Otherwise the import is created and (with `start=true`) rendered, sealed and recorded in the "
+    "background. The same file again returns the existing import.",
+    openapi_extra={
+        "requestBody": {"content": {"text/csv": {}, "application/json": {}, "application/zip": {}}}
+    },
 )
 async def create_import(
     request: Request,
     type: str = Query(max_length=64, description="证照类型 / licence type"),
-    format: str | None = Query(default=None, max_length=8, description="csv | json（默认按 Content-Type）"),
+    format: str | None = Query(
+        default=None, max_length=8, description="csv | json | zip（默认按 Content-Type）"
+    ),
     es_id: str | None = Query(default=None, max_length=64),
     start: bool = True,
     ctx: ServiceContext = Depends(get_context),  # noqa: B008
     who: Principal = Depends(require_roles(Role.DEPARTMENT_SIGNER)),  # noqa: B008
 ) -> JSONResponse:
     department = signer_department(who)
-    limit = min(ctx.settings.max_upload_bytes, stock_import.MAX_IMPORT_BYTES)
-    data = await read_body(request, limit)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    fmt = format or ("csv" if media in _CSV_TYPES else "json")
+    fmt = format or ("zip" if media in _ZIP_TYPES else "csv" if media in _CSV_TYPES else "json")
+    cap = stock_import.MAX_ARCHIVE_BYTES if fmt.strip().lower() == "zip" else stock_import.MAX_IMPORT_BYTES
+    data = await read_body(request, min(ctx.settings.max_upload_bytes, cap))
+    res = _resources(ctx)
 
     def create() -> tuple[str, bool]:
         with transaction(ctx.sessions) as s:
             imp, created = stock_import.create_import(
-                s, type_ref=type, department_id=department, data=data, fmt=fmt, actor=who.actor, es_id=es_id
+                s,
+                type_ref=type,
+                department_id=department,
+                data=data,
+                fmt=fmt,
+                actor=who.actor,
+                es_id=es_id,
+                blobs=ctx.blobs,
+                file_limits=res.limits,
             )
             return imp.id, created
 

@@ -35,6 +35,10 @@ class TypeBody(BaseModel):
     seal_type: str = Field(max_length=32, description="official | business | …")
     issuing_authorities: list[str] = Field(default_factory=list, max_length=1000)
     default_valid_days: int | None = Field(default=None, ge=1, le=36_500)
+    print_pdf: bool = Field(
+        default=False,
+        description="颁发时同步生成并签章打印版 PDF（OFD 仍为法定文件）/ also make and seal a print PDF",
+    )
 
 
 class TypePatch(BaseModel):
@@ -45,6 +49,7 @@ class TypePatch(BaseModel):
     issuing_authorities: list[str] | None = Field(default=None, max_length=1000)
     default_valid_days: int | None = Field(default=None, ge=1, le=36_500)
     long_term: bool = Field(default=False, description="设为长期有效 / make the default validity long-term")
+    print_pdf: bool | None = Field(default=None, description="同步生成打印版 PDF / also make a print PDF")
     active: bool | None = None
 
 
@@ -65,6 +70,7 @@ def type_dict(row: LicenceType) -> dict[str, Any]:
         "template": json.loads(row.template),
         "seal_type": row.seal_type,
         "default_valid_days": row.default_valid_days,
+        "print_pdf": row.print_pdf,
         "active": row.active,
         "revision": row.revision,
         "created_at": row.created_at.isoformat(),
@@ -89,6 +95,7 @@ def create_type(
             seal_type=body.seal_type,
             issuing_authorities=body.issuing_authorities,
             default_valid_days=body.default_valid_days,
+            print_pdf=body.print_pdf,
             actor=who.actor,
         )
         return JSONResponse(type_dict(row), status_code=201)
@@ -131,6 +138,7 @@ def patch_type(
             template=body.template,
             seal_type=body.seal_type,
             issuing_authorities=body.issuing_authorities,
+            print_pdf=body.print_pdf,
             active=body.active,
             **extra,
         )

@@ -25,6 +25,7 @@ from core.tokens import Principal, Role
 from licence_store import lifecycle
 from licence_store.access_log import AccessAction, Accessor, record
 from licence_store.issuing import LicenceServices, issue_licence
+from licence_store.print_rendering import PDF_MEDIA_TYPE
 from licence_store.rate_limit import TokenBucket
 from licence_store.records import (
     SearchFilter,
@@ -117,13 +118,14 @@ async def json_body(request: Request, model: type[M]) -> M:
         raise InvalidInput("请求体无效", "the request body is invalid", errors=errors) from None
 
 
-def _download(data: bytes, file_name: str) -> Response:
+def _download(data: bytes, file_name: str, file_format: str = "ofd") -> Response:
     return Response(
         data,
-        media_type=OFD_MEDIA_TYPE,
+        media_type=PDF_MEDIA_TYPE if file_format == "pdf" else OFD_MEDIA_TYPE,
         headers={
             "Content-Disposition": (
-                f"attachment; filename=\"licence.ofd\"; filename*=UTF-8''{quote(file_name, safe='')}"
+                f'attachment; filename="licence.{file_format}"; '
+                f"filename*=UTF-8''{quote(file_name, safe='')}"
             ),
             "Cache-Control": "no-store",
         },
@@ -168,6 +170,7 @@ def _issued(ctx: ServiceContext, row_dict: dict[str, Any]) -> dict[str, Any]:
     return {
         **row_dict,
         "download_url": f"{base}/v1/licences/{ident}/file",
+        "pdf_download_url": f"{base}/v1/licences/{ident}/pdf" if row_dict.get("pdf_sm3") else None,
         "verify_url": f"{base}/v1/licences/check?id={ident}",
     }
 
@@ -267,11 +270,12 @@ async def check_post(
     "",
     status_code=201,
     summary="颁发证照 Issue a licence",
-    description="校验元数据 → 分配标识 → 按模板生成 OFD（含核验二维码）→ 加盖本部门印章 → 存储 → 审计，"
-    "同一事务完成。元数据错误返回 400 并逐字段列出。\n\n"
+    description="校验元数据 → 分配标识 → 按模板生成 OFD（含核验二维码）→ 加盖本部门印章"
+    "（类型要求时同步生成并签章打印版 PDF）→ 存储 → 审计，同一事务完成。元数据错误返回 400 并逐字段列出。\n\n"
     "Validate → identifier → render the OFD (with the verification QR code) → seal with the department's "
-    "seal → store → audit, in one transaction. Invalid metadata: 400 `licence_metadata_invalid` with "
-    "one entry per field in `details.errors`.",
+    "seal (and, when the type asks for it, the print PDF too: `pdf_download_url`) → store → audit, in "
+    "one transaction. Invalid metadata: 400 `licence_metadata_invalid` with one entry per field in "
+    "`details.errors`.",
     responses={
         400: {"content": {PROBLEM_JSON: {}}},
         409: {"content": {PROBLEM_JSON: {}}},
@@ -399,6 +403,7 @@ def _use(
     original: bool,
     grant_id: str | None,
     purpose: str | None,
+    pdf: bool = False,
 ) -> Response:
     delivered = use_licence(
         ctx.sessions,
@@ -410,8 +415,9 @@ def _use(
         grant_id=grant_id,
         purpose=purpose,
         want_original=original,
+        pdf=pdf,
     )
-    response = _download(delivered.data, delivered.file_name)
+    response = _download(delivered.data, delivered.file_name, delivered.file_format)
     response.headers["X-Licence-Identifier"] = delivered.identifier
     if delivered.grant_id:
         response.headers["X-Licence-Grant"] = delivered.grant_id
@@ -437,6 +443,33 @@ def download(
     who: Principal = Depends(require_roles(*_READERS)),  # noqa: B008
 ) -> Response:
     return _use(ctx, who, request, identifier, original=True, grant_id=grant_id, purpose=purpose)
+
+
+@router.get(
+    "/{identifier}/pdf",
+    summary="下载打印版 PDF Download the sealed print PDF",
+    description="证照类型要求同步生成时，颁发（及变更、延续）时与 OFD 同步生成并以同一印章签章的打印版 PDF"
+    "（SM2，GB/T 35275）；OFD 仍为法定文件。访问规则与原件下载相同（记入访问日志）；该版本没有 PDF 时 404 "
+    "`licence_pdf_not_available`。\n\n"
+    "The print PDF made and sealed with the same seal together with the OFD when the licence type asks "
+    "for it (SM2, GB/T 35275); the OFD stays the legal copy. Same access rules and logging as the "
+    "original's download; 404 `licence_pdf_not_available` when the version has no PDF.",
+    response_class=Response,
+    responses={
+        200: {"content": {PDF_MEDIA_TYPE: {}}},
+        403: {"content": {PROBLEM_JSON: {}}},
+        404: {"content": {PROBLEM_JSON: {}}},
+    },
+)
+def download_pdf(
+    identifier: str,
+    request: Request,
+    grant_id: str | None = Query(default=None, max_length=36),
+    purpose: str | None = Query(default=None, max_length=500),
+    ctx: ServiceContext = Depends(get_context),  # noqa: B008
+    who: Principal = Depends(require_roles(*_READERS)),  # noqa: B008
+) -> Response:
+    return _use(ctx, who, request, identifier, original=True, grant_id=grant_id, purpose=purpose, pdf=True)
 
 
 @router.get(

@@ -197,11 +197,14 @@ async def _run(request: Request, ctx: ServiceContext, at: str | None, html: bool
 
 
 _REPORT_DOC: Final = (
-    "验证电子印章（.esl）、电子签章数据（SES_Signature，可附原文 data）或已签章的 OFD / PDF 文档。"
+    "验证电子印章（.esl）、电子签章数据（SES_Signature，可附原文 data）、分离式 CMS 签名（DER 或 PEM，"
+    "GB/T 35275 SM2 或 RFC 5652 ECDSA/RSA，原文放在 data 字段）或已签章的 OFD / PDF 文档。"
     "无需令牌。`Accept: text/html` 时返回报告页面，否则返回 JSON 报告。\n\n"
-    "Verify a seal (.esl), an SES signature (optionally with its detached `data`) or a sealed OFD or "
-    "PDF document. Public: no token. Send multipart/form-data (`file`, optional `data`) or the raw file "
-    "as the body. With `Accept: text/html` the report is a web page, otherwise JSON. Unusable input is "
+    "Verify a seal (.esl), an SES signature (optionally with its detached `data`), a detached CMS "
+    "signature (DER or PEM; GB/T 35275 SM2 or RFC 5652 ECDSA/RSA; the signed data in `data`, without "
+    "which `document.data_hash` is indeterminate) or a sealed OFD or PDF document. Public: no token. "
+    "Send multipart/form-data (`file`, optional `data`) or the raw file as the body. With "
+    "`Accept: text/html` the report is a web page, otherwise JSON. Unusable input is "
     "problem+json `unusable_input` (415; `unsupported_format`, a subtype, for a known format not "
     "handled yet); an upload over the limit is `input_too_large` (413)."
 )
@@ -209,7 +212,7 @@ _REPORT_DOC: Final = (
 
 @router.post(
     "/v1/verify",
-    summary="验证签章 Verify a seal, SES signature or sealed OFD (public)",
+    summary="验证签章 Verify a seal, SES or CMS signature, or a sealed OFD or PDF (public)",
     description=_REPORT_DOC,
     response_class=Response,
     openapi_extra={

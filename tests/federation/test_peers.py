@@ -232,7 +232,7 @@ def test_stale_list_turns_verdicts_indeterminate_after_the_grace(region_a: Regio
     tl = view.trust_list
 
     class At(peers.FederatedTrustSource):
-        def peers(self) -> PeerTrustSource:
+        def peer_trust(self) -> PeerTrustSource:
             return PeerTrustSource([view])
 
     trust = At(region_a.sessions, region_a.ctx.keystore, region_code="110000")
@@ -264,7 +264,7 @@ def test_stale_list_turns_verdicts_indeterminate_after_the_grace(region_a: Regio
     forged = region_b.forge(seal, tl.issued_at + dt.timedelta(seconds=1))
 
     class Cancelled(peers.FederatedTrustSource):
-        def peers(self) -> PeerTrustSource:
+        def peer_trust(self) -> PeerTrustSource:
             return PeerTrustSource([cancelled])
 
     gone = verify_bytes(

@@ -258,3 +258,78 @@ def test_sealed_ofd_from_the_signer(live_server: LiveServer, region: RegionSeal,
     )
     assert 'id="verdict" class="verdict verdict-passed" data-indication="PASSED"' in page
     assert 'data-picture="image" data-picture-type="png"' in page
+
+
+# --- detached CMS ---------------------------------------------------------------------------------------
+def _region_cms(region: RegionSeal, *, timestamp: bool = False) -> bytes:
+    from signer.cms_signing import seal_cms
+    from signer.tsa import TimeStampAuthority
+
+    with transaction(region.sessions) as s:
+        return seal_cms(
+            s,
+            region.keystore,
+            DATA,
+            es_id=region.es_id,
+            department_id=region.department_id,
+            actor="seal_officer:verify-tests",
+            tsa=TimeStampAuthority.from_region(s, region.keystore) if timestamp else None,
+        )
+
+
+def test_region_cms_with_its_data_part(live_server: LiveServer, region: RegionSeal) -> None:
+    cms = _region_cms(region, timestamp=True)
+    with live_server.client() as c:
+        report = _post(c, cms, DATA).json()
+        missing = _post(c, cms).json()
+        tampered = _post(c, cms, DATA + b" ").json()
+        raw = c.post("/v1/verify", content=cms).json()  # a raw body carries no data
+        page = _post(c, cms, headers=HTML).text
+    assert set(report) == DOCUMENT_KEYS
+    shown = json.dumps(report, ensure_ascii=False)
+    assert (report["format"], report["indication"]) == ("cms", "PASSED"), shown
+    (sig,) = report["signatures"]
+    assert set(sig) == SIGNATURE_KEYS and (sig["type"], sig["seal"]) == ("sign", None)
+    results = {c["id"]: c["result"] for c in sig["checks"]}
+    # The registry answers for the chain, the CRL and the region TSA's time-stamp.
+    assert set(results.values()) == {"passed"}, results
+    assert (missing["indication"], missing["sub_indication"]) == ("INDETERMINATE", "SIGNED_DATA_NOT_FOUND")
+    assert raw["sub_indication"] == "SIGNED_DATA_NOT_FOUND"
+    assert (tampered["indication"], tampered["sub_indication"]) == ("FAILED", "HASH_FAILURE")
+    assert 'data-format="cms"' in page and 'data-sub-indication="SIGNED_DATA_NOT_FOUND"' in page
+    assert 'data-check-id="document.data_hash" data-result="indeterminate"' in page
+    assert "CMS 签名" in page and "digital signature, no seal" in page
+
+
+def test_ecdsa_cms_chains_to_the_region_interop_root(live_server: LiveServer, region: RegionSeal) -> None:
+    from hsm_adapters.keystore import KeyAlgorithm
+    from seal_registry.models import Department
+    from seal_registry.pki import CertRole, current_certificate, issue_pades_certificate
+    from signer.cms_signing import sign_detached_cms
+
+    with transaction(region.sessions) as s:
+        dept = s.get(Department, region.department_id)
+        assert dept is not None
+        cert = issue_pades_certificate(s, region.keystore, dept, algorithm=KeyAlgorithm.EC_P256, actor="test")
+        assert cert.key_id is not None
+        key_id, chain = cert.key_id, [cert.der, current_certificate(s, CertRole.PADES_ROOT).der]
+    cms = sign_detached_cms(region.keystore, key_id, chain, DATA)
+    with live_server.client() as c:
+        report = _post(c, cms, DATA).json()
+    shown = json.dumps(report, ensure_ascii=False)
+    assert (report["format"], report["indication"]) == ("cms", "PASSED"), shown
+    checks = {c["id"]: c for c in report["signatures"][0]["checks"]}
+    assert "ECDSA" in checks["signer.signature"]["message_en"]
+    assert checks["signer.certificate_chain"]["result"] == "passed"
+    assert checks["signer.certificate_revocation"]["result"] == "skipped"
+
+
+def test_damaged_cms_over_http(live_server: LiveServer, region: RegionSeal) -> None:
+    cms = _region_cms(region)
+    with live_server.client() as c:
+        truncated = _post(c, cms[: len(cms) // 2], DATA)
+        garbage = _post(c, b"\x30\x06\x02\x01\x01\x02\x01\x02", DATA)
+    assert truncated.status_code == 200
+    broken = truncated.json()
+    assert (broken["indication"], broken["sub_indication"]) == ("FAILED", "FORMAT_FAILURE")
+    _problem(garbage, 415, "unusable_input")

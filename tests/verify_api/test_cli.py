@@ -18,6 +18,7 @@ from gmpki.signing import InMemorySigner
 from gmpki.sm2 import SM2PrivateKey
 from gmpki.x509 import build_name
 from seal_registry import status
+from tests.conftest import require_or_skip
 
 from ..registry.conftest import Registry
 from .conftest import DATA, RegionSeal, cancelled_scenario
@@ -182,3 +183,83 @@ def test_trust_files_local_registry_and_snapshot(registry_env: Registry, tmp_pat
         assert code == 4 and "malformed_data" in err
     get_settings.cache_clear()
     assert not (tmp_path / "absent").exists()
+
+
+# --- detached CMS ---------------------------------------------------------------------------------------
+def test_openssl_cms_with_data_and_interop_anchor(offline: Path, tmp_path: Path) -> None:
+    """An ECDSA CMS by the OpenSSL CLI, its ECDSA certificate given with --trust (any key type)."""
+    from tests.gmpki.conftest import openssl_path, run_openssl
+
+    openssl = openssl_path()
+    require_or_skip(openssl is not None, "OpenSSL 3 command line tool not found")
+    assert openssl is not None
+    made = run_openssl(
+        openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", tmp_path / "k.pem", "-out", tmp_path / "c.pem", "-subj", "/CN=cli cms", "-days", "2",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    data = tmp_path / "data.bin"
+    data.write_bytes(DATA)
+    cms = tmp_path / "data.p7s"
+    signed = run_openssl(
+        openssl, "cms", "-sign", "-binary", "-md", "sha256", "-signer", tmp_path / "c.pem", "-inkey",
+        tmp_path / "k.pem", "-in", data, "-outform", "DER", "-out", cms,
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    anchor = tmp_path / "c.pem"
+
+    code, report = report_of(cms, "--data", data, "--trust", anchor)
+    assert (code, report["format"], report["indication"]) == (0, "cms", "PASSED")
+    assert _results(report)["document.data_hash"] == "passed"
+    code, out, _err = run("verify", cms, "--data", data, "--trust", anchor)
+    assert code == 0 and "format: cms" in " ".join(out.split()) and "通过 PASSED" in out
+
+    code, report = report_of(cms, "--trust", anchor)  # no data
+    assert (code, report["sub_indication"]) == (2, "SIGNED_DATA_NOT_FOUND")
+    assert _results(report)["document.data_hash"] == "indeterminate"
+    assert report_of(cms, "--data", data)[0] == 2  # no anchor
+    other = tmp_path / "other.bin"
+    other.write_bytes(DATA[:-1] + bytes([DATA[-1] ^ 1]))
+    code, report = report_of(cms, "--data", other, "--trust", anchor)
+    assert (code, report["sub_indication"]) == (1, "HASH_FAILURE")
+
+    truncated = tmp_path / "truncated.p7s"
+    truncated.write_bytes(cms.read_bytes()[:200])
+    code, report = report_of(truncated, "--data", data, "--trust", anchor)
+    assert (code, report["sub_indication"]) == (1, "FORMAT_FAILURE")
+    garbage = tmp_path / "garbage.der"
+    garbage.write_bytes(b"\x30\x06\x02\x01\x01\x02\x01\x02")
+    code, out, err = run("verify", garbage, "--data", data)
+    assert code == 4 and out == "" and "unusable_input" in err
+    leaf = tmp_path / "leaf-only.pem"  # an end-entity certificate is no anchor, whatever its key
+    leaf.write_bytes(
+        run_openssl(
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", tmp_path / "k2.pem", "-subj", "/CN=leaf", "-days", "2", "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ).stdout
+    )  # fmt: skip
+    assert run("verify", cms, "--data", data, "--trust", leaf)[0] == 4
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_registry_cms_offline_and_local(registry_env: Registry, tmp_path: Path) -> None:
+    from core.db import transaction
+    from signer.cms_signing import seal_cms
+
+    region = _region(registry_env)
+    with transaction(region.sessions) as s:
+        der = seal_cms(
+            s, region.keystore, DATA, es_id=region.es_id, department_id=region.department_id, actor="cli-test"
+        )
+    cms = tmp_path / "decision.p7s"
+    cms.write_bytes(der)
+    data = tmp_path / "decision.txt"
+    data.write_bytes(DATA)
+    root = region.root_pem(tmp_path)
+    code, report = report_of(cms, "--data", data, "--trust", root)
+    assert (code, report["indication"]) == (0, "PASSED")
+    assert report["signatures"][0]["type"] == "sign" and report["signatures"][0]["seal"] is None
+    assert _results(report)["signer.certificate_revocation"] == "skipped"
+    code, report = report_of(cms, "--data", data, "--local")  # the registry's CRL answers too
+    assert (code, _results(report)["signer.certificate_revocation"]) == (0, "passed")

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InputTooLarge, MalformedData
 from gmpki import sm2
 from gmpki import x509 as gm_x509
 from gmpki.crl import CertificateRevocationList
 from gmpki.ofd import OfdPackage
-from gmpki.seal import parse_ses_signature
+from gmpki.seal import parse_seal, parse_ses_signature
 from gmpki.x509 import Certificate, LruCache, load_certificate_der
 from tests.verify.conftest import Pki, flip, rewrite_entry
 from verify import FileTrustSource, Indication, Result, SealStatusFact, TrustSource, verify_bytes
@@ -104,6 +105,18 @@ def test_certificate_parse_cache_is_by_content(pki: Pki) -> None:
             load_certificate_der(der[:-5])
 
 
+def test_seal_parse_cache_is_by_content_and_keeps_the_limits(sealed: bytes) -> None:
+    seal = parse_ses_signature(OfdPackage(sealed).read(SIGNED_VALUE)).seal.raw
+    assert parse_seal(seal) is parse_seal(bytes(bytearray(seal)))  # the same bytes: parsed once
+    changed = flip(seal, len(seal) - 1)  # last byte of the maker's signature: another seal
+    assert parse_seal(changed) is not parse_seal(seal) and parse_seal(changed).raw == changed
+    with pytest.raises(InputTooLarge):  # a cached seal is still too large for a smaller limit
+        parse_seal(seal, max_size=len(seal) - 1)
+    for _ in range(2):  # a failure is never cached as a success
+        with pytest.raises(MalformedData):
+            parse_seal(seal[:-5])
+
+
 def test_lru_cache_is_bounded() -> None:
     cache: LruCache[int, str] = LruCache(3)
     for i in range(5):
@@ -153,6 +166,39 @@ def test_trust_source_is_asked_each_question_once_per_document(sealed: bytes, pk
     assert first == len(set(trust.calls)), trust.calls
     verify_bytes(sealed, trust=trust)  # a new document: asked again, never answered from before
     assert len(trust.calls) == 2 * first
+
+
+class _Viewed:
+    """A source over changing state: every document must take one view of it, and only one."""
+
+    def __init__(self, base: TrustSource) -> None:
+        self.base = base
+        self.views: list[_Counting] = []
+
+    def consistent_view(self) -> TrustSource:
+        view = _Counting(self.base)
+        self.views.append(view)
+        return view
+
+    def trust_anchors(self, at: dt.datetime) -> Sequence[Certificate]:
+        raise AssertionError("asked past its view")
+
+    def intermediates(self, at: dt.datetime) -> Sequence[Certificate]:
+        raise AssertionError("asked past its view")
+
+    def crls(self, at: dt.datetime) -> Sequence[CertificateRevocationList]:
+        raise AssertionError("asked past its view")
+
+    def seal_status(self, es_id: str, seal_sm3: bytes, at: dt.datetime) -> SealStatusFact | None:
+        raise AssertionError("asked past its view")
+
+
+def test_a_consistent_source_is_viewed_once_per_document(sealed: bytes, pki: Pki) -> None:
+    trust = _Viewed(pki.trust())
+    assert verify_bytes(sealed, trust=trust).indication is Indication.PASSED
+    assert len(trust.views) == 1 and trust.views[0].calls
+    verify_bytes(sealed, trust=trust)  # the next document takes a view of its own, never the last one
+    assert len(trust.views) == 2 and len(trust.views[1].calls) == len(trust.views[0].calls)
 
 
 def test_warm_verification_is_fast(sealed: bytes, pki: Pki) -> None:
