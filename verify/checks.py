@@ -605,10 +605,12 @@ def check_seal_status(f: SignatureFacts, ctx: Context) -> CheckResult:
     if fact.state is SealState.ACTIVE:
         earlier = _inactive_when_signed(f, ctx)
         if earlier is not None:
-            past, when, proven = earlier
+            past, when, was_proven = earlier
             past_suspended = past.state is SealState.SUSPENDED
             past_zh, past_en = ("暂停", "suspended") if past_suspended else ("注销", "cancelled")
-            how_zh, how_en = ("时间戳证明的", "proven by a time-stamp") if proven else ("声明的", "claimed")
+            how_zh, how_en = (
+                ("时间戳证明的", "proven by a time-stamp") if was_proven else ("声明的", "claimed")
+            )
             return _r(
                 cid,
                 Result.FAILED,

@@ -23,7 +23,8 @@ from signer.batch import WorkerResources
 
 from ..context import ServiceContext
 from ..security import get_context, require_roles
-from .licences import licence_services, manager_scope, read_body, signer_department
+from ..uploads import read_body
+from .licences import licence_services, manager_scope, signer_department
 
 router = APIRouter(prefix="/v1", tags=["licence administration"])
 log = logging.getLogger("eseal.licences")

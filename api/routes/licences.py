@@ -10,7 +10,6 @@ public and rate-limited per client IP (``ESEAL_LICENCE_CHECK_RATE_PER_S`` / ``�
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -20,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from core.db import transaction
-from core.errors import InputTooLarge, InvalidInput, PermissionDenied
+from core.errors import InvalidInput, PermissionDenied
 from core.tokens import Principal, Role
 from licence_store import lifecycle
 from licence_store.access_log import AccessAction, Accessor, record
@@ -43,6 +42,7 @@ from signer.ofd_sealing import OFD_MEDIA_TYPE
 from ..context import ServiceContext
 from ..problems import PROBLEM_JSON
 from ..security import current_principal, get_context, require_roles
+from ..uploads import read_body
 
 router = APIRouter(prefix="/v1/licences", tags=["licences"])
 
@@ -86,24 +86,6 @@ def manager_scope(who: Principal) -> str | None:
     if who.role is Role.ADMIN:
         return None
     return signer_department(who)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise InputTooLarge(
-            f"上传内容过大（上限 {limit} 字节）", f"upload too large (limit {limit} bytes)", limit=limit
-        )
-    body = bytearray()
-    stream: AsyncGenerator[bytes, None] = request.stream()
-    async for chunk in stream:
-        body += chunk
-        if len(body) > limit:
-            raise InputTooLarge(
-                f"上传内容过大（上限 {limit} 字节）", f"upload too large (limit {limit} bytes)", limit=limit
-            )
-    return bytes(body)
 
 
 async def json_body(request: Request, model: type[M]) -> M:

@@ -8,7 +8,6 @@ the running registry: its root and imported anchors, its current CRL and the lif
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,7 +15,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from core.errors import EsealError, InputTooLarge, InvalidInput
 from seal_registry.trust_source import RegistryTrustSource
@@ -32,13 +30,12 @@ from verify.html_report import (
 from ..context import ServiceContext
 from ..problems import PROBLEM_JSON
 from ..security import get_context
+from ..uploads import media_type, multipart_form, read_body, read_part
 from .federation import federated_trust
 
 router = APIRouter(tags=["verify"])
 
 # Room for the multipart framing, the optional data part's headers and the language field.
-MULTIPART_OVERHEAD: Final = 64 * 1024
-_CHUNK: Final = 1024 * 1024
 _HTML_HEADERS: Final = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -56,65 +53,26 @@ class Submission:
     lang: str
 
 
-def _too_large(limit: int) -> InputTooLarge:
-    return InputTooLarge(
-        f"上传内容过大（上限 {limit} 字节）", f"Upload too large (limit {limit} bytes)", limit=limit
-    )
-
-
-async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(limit)
-        yield chunk
-
-
-async def _upload_bytes(upload: UploadFile, limit: int) -> bytes:
-    out = bytearray()
-    while chunk := await upload.read(_CHUNK):
-        out += chunk
-        if len(out) > limit:
-            raise _too_large(limit)
-    return bytes(out)
-
-
 async def read_submission(request: Request, limit: int) -> Submission:
     """The file (and optional detached data) from a multipart form or a raw body."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "multipart/form-data":
-        body = bytearray()
-        async for chunk in _limited(request, limit):
-            body += chunk
+    if media_type(request) != "multipart/form-data":
+        body = await read_body(request, limit)
         if not body:
             raise InvalidInput("请求体为空：请上传要验证的文件", "Empty body: send the file to verify")
-        return Submission(bytes(body), None, None, "zh")
-    parser = MultiPartParser(
-        request.headers, _limited(request, limit + MULTIPART_OVERHEAD), max_files=2, max_fields=4
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InvalidInput("表单格式错误", f"Malformed multipart form: {exc.message}") from None
-    try:
+        return Submission(body, None, None, "zh")
+    async with multipart_form(request, limit, max_files=2, max_fields=4) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("缺少文件字段 file", "The form has no file field named 'file'")
-        data = await _upload_bytes(upload, limit)
+        data = await read_part(upload, limit)
         if not data:
             raise InvalidInput("上传的文件为空", "The uploaded file is empty")
         extra = form.get("data")
         detached = None
         if isinstance(extra, UploadFile) and (extra.filename or extra.size):
-            detached = await _upload_bytes(extra, limit)
+            detached = await read_part(extra, limit)
         lang = form.get("lang")
         return Submission(data, detached, upload.filename, lang if lang == "en" else "zh")
-    finally:
-        await form.close()
 
 
 def parse_at(value: str | None) -> dt.datetime | None:
