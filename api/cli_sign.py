@@ -23,6 +23,10 @@ from core.errors import InvalidInput
 
 from .cli import CLI_ACTOR, handle_errors, out, service
 
+# signer.batch.DEFAULT_GROUP_SIZE, not imported here so that `eseal --help` need not load the signer
+# (tests/batch/test_cli.py holds the two equal).
+BATCH_GROUP_SIZE: Final = 64
+
 if TYPE_CHECKING:
     from signer.batch import JobProgress
     from signer.two_step import TwoStepClient
@@ -384,7 +388,7 @@ def batch_run(
     ] = None,
     group_size: Annotated[
         int, typer.Option(min=1, max=256, help="每个事务的条目数 / items per transaction")
-    ] = 16,
+    ] = BATCH_GROUP_SIZE,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="重试失败条目 / retry failed items")
     ] = False,

@@ -11,6 +11,10 @@ removes the entry together with the head move.
 Because the head row is locked until the caller commits, append the audit entry as the last write of
 a unit of work, so that transactions never wait on the head while holding other row locks.
 
+:func:`append_many` appends several entries with one move of the head (``seq`` advanced by their
+count in the same single statement) and one multi-row insert: the entries, numbers and hashes are
+exactly those that appending them one by one in that order would give.
+
 Anyone with write access to the database can rewrite the whole chain and the head row; what they
 cannot forge are the SM2 signatures over heads (:func:`sign_head`). :func:`verify_chain` checks
 both.
@@ -19,7 +23,7 @@ both.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -258,6 +262,27 @@ def current_head(session: Session) -> ChainHead:
 
 
 # --- append and sign -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditRecord:
+    """One entry to append with :func:`append_many`: who did what to which subject."""
+
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str
+    details: Mapping[str, Any] | None = None
+
+
+def _checked_fields(record: AuditRecord) -> tuple[str, str, str, str, str]:
+    """The record's fields as hashed and stored (details as canonical JSON); InvalidInput if bad."""
+    _check_text("actor", record.actor, ACTOR_MAX)
+    _check_text("action", record.action, ACTION_MAX)
+    _check_text("subject_type", record.subject_type, SUBJECT_TYPE_MAX)
+    _check_text("subject_id", record.subject_id, SUBJECT_ID_MAX)
+    details_text = _details_text(record.details)
+    return record.actor, record.action, record.subject_type, record.subject_id, details_text
+
+
 def append(
     session: Session,
     *,
@@ -273,11 +298,7 @@ def append(
 
     With a ``signer``, the new head is signed when its seq is a multiple of ``sign_every``.
     """
-    _check_text("actor", actor, ACTOR_MAX)
-    _check_text("action", action, ACTION_MAX)
-    _check_text("subject_type", subject_type, SUBJECT_TYPE_MAX)
-    _check_text("subject_id", subject_id, SUBJECT_ID_MAX)
-    details_text = _details_text(details)
+    *_, details_text = _checked_fields(AuditRecord(actor, action, subject_type, subject_id, details))
     if sign_every < 1:
         raise InvalidInput("sign_every 必须为正整数", "sign_every must be a positive integer")
 
@@ -312,6 +333,57 @@ def append(
     if signer is not None and seq % sign_every == 0:
         sign_head(session, signer)
     return entry
+
+
+def append_many(session: Session, records: Sequence[AuditRecord]) -> list[ChainHead]:
+    """Add ``records`` in order inside the caller's transaction, with one move of the head.
+
+    Every record is checked before anything is written (InvalidInput changes nothing). The head is
+    locked and advanced by ``len(records)`` in one statement, so the entries get consecutive numbers
+    with no other entry between them, each linked to the one before exactly as :func:`append` would
+    link it. Returns each entry's (seq, entry_hash). Heads are not signed here (see
+    :func:`sign_head`).
+    """
+    checked = [_checked_fields(r) for r in records]
+    if not checked:
+        return []
+    head = _lock_head(session, len(checked))
+    seq, prev_hash = head.seq - len(checked), head.entry_hash
+    rows: list[dict[str, Any]] = []
+    positions: list[ChainHead] = []
+    for actor, action, subject_type, subject_id, details_text in checked:
+        seq += 1
+        time = utcnow()
+        payload = entry_payload(
+            seq=seq,
+            time=time,
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            details=details_text,
+        )
+        entry_hash = compute_entry_hash(prev_hash, payload)
+        rows.append(
+            {
+                "seq": seq,
+                "time": time,
+                "actor": actor,
+                "action": action,
+                "subject_type": subject_type,
+                "subject_id": subject_id,
+                "details": details_text,
+                "prev_hash": prev_hash,
+                "entry_hash": entry_hash,
+            }
+        )
+        positions.append(ChainHead(seq, entry_hash))
+        prev_hash = entry_hash
+    if seq != head.seq:  # pragma: no cover - arithmetic above
+        raise AuditChainError("审计链编号不连续", "audit entry numbers are not consecutive")
+    session.execute(insert(AuditEntry), rows)
+    session.execute(update(audit_head).where(audit_head.c.id == HEAD_ROW_ID).values(entry_hash=prev_hash))
+    return positions
 
 
 def sign_head(session: Session, signer: MessageSigner) -> AuditHeadSignature:

@@ -203,9 +203,10 @@ class BlobStore:
             report.removed += 1
             report.removed_bytes += size
         if self._tmp.is_dir():
-            for stray in self._tmp.iterdir():
+            # Writers keep temporaries in .tmp and in per-process folders below it (batch workers).
+            for stray in self._tmp.rglob("*"):
                 with contextlib.suppress(FileNotFoundError):
-                    if stray.stat().st_mtime < cutoff:
+                    if stray.is_file() and stray.stat().st_mtime < cutoff:
                         if not dry_run:
                             stray.unlink()
                         report.temporaries += 1

@@ -3,24 +3,29 @@
 Each process (pool worker, or the caller when a job runs inline) holds :class:`WorkerResources`: its
 own engine, key store and blob store, opened from the settings, because the SM2 backend holds the
 GIL and parallel signing needs processes. Per job it caches what does not change between items: the
-job's parameters, the seal bytes, and a :class:`JobSigner` (seal parsed once, signer key checked
-against the certificate once, the certificate's public key with its Z value, the constant parts of
-TBS_Sign and SES_Signature), rebuilt whenever authorisation returns different seal or signer facts.
+job's parameters, the seal bytes and their parse (the picture size every document's stamps need),
+and a :class:`JobSigner` (seal parsed once, signer key checked against the certificate once, the
+certificate's public key with its Z value, the constant parts of TBS_Sign and SES_Signature),
+rebuilt whenever authorisation returns different seal or signer facts.
 
 A group goes through :func:`process_group` in three phases:
 
 1. **Outside any lock**: read the pending items and their inputs (blob store, SM3-checked), analyse
-   and prepare each document (:func:`signer.ofd_sealing.analyse_ofd` / ``prepare_seal``) for a
-   signing time ``now`` chosen here, and build each TBS_Sign. Both workers do this in parallel.
+   and prepare each document (:func:`signer.ofd_sealing.analyse_ofd` / ``prepare_seal``, which reads
+   back the parts it wrote) for a signing time ``now`` chosen here, lay out each sealed package but
+   for its signed value (``draft_sealed``: kept entries copied as stored, new ones deflated), build
+   each TBS_Sign and create the output blobs' temporary files. Both workers do this in parallel.
 2. **One transaction**: :func:`seal_registry.seals.authorize_use` at ``now`` (on SQLite this takes the
    database write lock, which the worker processes queue for on a file lock, see
    :meth:`WorkerResources.signing_turn`; on PostgreSQL a share lock on the seal row), re-read which
    items are still pending (``FOR UPDATE`` on PostgreSQL) so a concurrent runner never makes them
    sign twice, then per item: SM2 signature, checked against the certificate's key before use (and
    time-stamped if the job asks: a configured TSA is called inside the transaction); the sealed
-   package assembled and re-read; the output written into the blob store. One file-system sync
-   makes every output of the group durable, the item rows become ``done`` or ``failed``, and the
-   ``signature.made`` audit entries are appended last (the audit head stays locked until commit).
+   package finished and re-read (:func:`signer.ofd_sealing.check_sealed_package`); the output
+   written into the blob store. One file-system sync makes every output of the group durable, the
+   item rows become ``done`` or ``failed``, and the group's ``signature.made`` audit entries are
+   appended last with one move of the chain head (:func:`core.audit.append_many`; the head stays
+   locked until commit).
 3. **Commit.** Nothing of a group is visible unless all of it committed: a crash (``kill -9``)
    before the commit leaves the items ``pending`` and at most unreferenced blobs behind.
 
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -54,14 +60,14 @@ from asn1crypto import core as asn1
 from sqlalchemy import Engine, make_url, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.audit import append as audit_append
-from core.blobstore import BlobCorrupted, BlobStore
+from core.audit import AuditRecord, append_many
+from core.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from core.db import make_engine, make_session_factory, utcnow
 from core.errors import ConfigurationError, CryptoError, EsealError, InvalidInput, NotFound, NotUsable
 from core.settings import Settings
 from gmpki import seal as ses
 from gmpki import sm2
-from gmpki.ofd import ContainerLimits
+from gmpki.ofd import ContainerLimits, PackageDraft
 from gmpki.sm3 import sm3, sm3_hex
 from hsm_adapters.keystore import KeyStore, KeyStoreSigner
 from seal_registry.models import Seal
@@ -72,8 +78,9 @@ from .ofd_sealing import (
     OfdTarget,
     PreparedSeal,
     SealMode,
-    _self_check,
     analyse_ofd,
+    assemble_sealed,
+    draft_sealed,
     prepare_seal,
     sealing_mode,
 )
@@ -243,11 +250,40 @@ class StagedBlobs:
     store's file system (per-file and per-directory fsync where syncfs is unavailable). Callers
     reference the blobs (commit) only after :meth:`sync` returned: a crash before leaves, at worst,
     unreferenced or truncated files, which a later ``put`` of the same content replaces.
+
+    Creating a file is the slow part of a ``put`` on some file systems (far slower than writing a
+    small one), so a caller about to write under a lock can :meth:`reserve` the temporary files
+    before it takes the lock and :meth:`release` those left over after; a crash leaves them, empty,
+    under the store's ``.tmp`` directory, as it could leave any temporary file.
     """
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self._written: list[Path] = []
+        self._reserved: list[tuple[int, str]] = []
+
+    def _temporary_dir(self) -> Path:
+        # One of a few directories by process: creating a file locks its directory, and two
+        # workers creating files in the same one wait for (and spin on) each other.
+        tmp_dir = self.store.root / ".tmp" / f"batch-{os.getpid() % 16:x}"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return tmp_dir
+
+    def _temporary(self, tmp_dir: Path | None = None) -> tuple[int, str]:
+        return tempfile.mkstemp(dir=tmp_dir or self._temporary_dir(), prefix="batch-")
+
+    def reserve(self, count: int) -> None:
+        """Create ``count`` temporary files now, for the next ``put`` calls to fill."""
+        tmp_dir = self._temporary_dir()
+        for _ in range(count):
+            self._reserved.append(self._temporary(tmp_dir))
+
+    def release(self) -> None:
+        """Remove the reserved temporary files no ``put`` used."""
+        while self._reserved:
+            fd, name = self._reserved.pop()
+            os.close(fd)
+            Path(name).unlink(missing_ok=True)
 
     def put(self, data: bytes) -> str:
         blob_id = sm3_hex(data)
@@ -255,13 +291,13 @@ class StagedBlobs:
         if final.is_file():
             try:
                 self.store.get(blob_id)
+                # Touched so a blob store sweep, which spares recent blobs, keeps it for this row.
+                os.utime(final)
                 self._written.append(final)  # possibly staged by another group, not yet synced
                 return blob_id
-            except BlobCorrupted:
-                pass  # a copy truncated by a crash: replaced below
-        tmp_dir = self.store.root / ".tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="batch-")
+            except (BlobCorrupted, BlobNotFound, FileNotFoundError):
+                pass  # truncated by a crash, or swept meanwhile: (re)written below
+        fd, tmp_name = self._reserved.pop() if self._reserved else self._temporary()
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -338,6 +374,7 @@ class JobState:
 
     params: JobParams
     seal_der: bytes | None = field(default=None, repr=False)
+    parsed_seal: ses.ParsedSeal | None = field(default=None, repr=False)  # of seal_der, for prepare_seal
     signer: JobSigner | None = field(default=None, repr=False)
     timestamper: Callable[[bytes], bytes] | None = field(default=None, repr=False)
 
@@ -422,6 +459,7 @@ class GroupResult:
     skipped: int = 0  # no longer pending when the group ran (another runner, or an earlier run)
     # Seconds spent preparing (no lock), waiting for the signing turn, and in the transaction.
     timing: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cpu: float = 0.0  # CPU seconds of the thread that ran the group, from reading inputs to commit
 
 
 @dataclass
@@ -434,6 +472,7 @@ class _Work:
     data: bytes | None = field(default=None, repr=False)
     target: OfdTarget | None = field(default=None, repr=False)
     prepared: PreparedSeal | None = field(default=None, repr=False)
+    draft: PackageDraft | None = field(default=None, repr=False)  # the sealed package but SignedValue.dat
     data_hash: bytes = b""
     property_info: str = ""
     details: dict[str, Any] = field(default_factory=dict)
@@ -480,12 +519,20 @@ def _seal_bytes(res: WorkerResources, job: JobState) -> bytes:
     return job.seal_der
 
 
+def _parsed_seal(job: JobState, seal_der: bytes) -> ses.ParsedSeal:
+    """The seal parsed once per job (again only if its bytes change)."""
+    if job.parsed_seal is None or job.parsed_seal.raw != seal_der:
+        job.parsed_seal = ses.parse_seal(seal_der)
+    return job.parsed_seal
+
+
 def _prepare(
     res: WorkerResources, job: JobState, works: list[_Work], seal_der: bytes, now: dt.datetime
 ) -> None:
-    """Documents analysed (once) and prepared for ``seal_der`` at ``now``, TBS_Sign built when the
-    job's signer is known: everything that needs no lock. Without seal bytes (an unknown or unmade
-    seal) only the analysis runs, and authorisation reports why the seal cannot sign."""
+    """Documents analysed (once) and prepared for ``seal_der`` at ``now``, the sealed package laid
+    out but for its signed value, TBS_Sign built when the job's signer is known: everything that
+    needs no lock. Without seal bytes (an unknown or unmade seal) only the analysis runs, and
+    authorisation reports why the seal cannot sign."""
     params = job.params
     signer = job.signer if job.signer is not None and job.signer.seal_der == seal_der else None
     for work in works:
@@ -497,14 +544,11 @@ def _prepare(
                     work.target = analyse_ofd(
                         work.data, placement=params.placement, mode=params.mode, limits=res.limits
                     )
-                    # Inflated now, so that the package rewrite in the locked phase finds every
-                    # entry in the package's cache (entries over its 4 MiB cap are read again).
-                    for name in work.target.package.names:
-                        work.target.package.read(name)
                 if not seal_der:
                     continue
-                prepared = prepare_seal(work.target, seal_der, now)
+                prepared = prepare_seal(work.target, seal_der, now, parsed_seal=_parsed_seal(job, seal_der))
                 work.prepared = prepared
+                work.draft = draft_sealed(prepared)
                 work.data_hash = prepared.data_hash
                 work.property_info = prepared.property_info
                 work.details = prepared.audit_details()
@@ -519,18 +563,6 @@ def _prepare(
         except Exception as exc:  # a bug must fail this item, not the whole job
             log.exception("batch item %s: preparation failed", work.key)
             work.error = _internal_error(exc)
-
-
-def _assemble_ofd(prepared: PreparedSeal, signed_value: bytes) -> bytes:
-    """:func:`signer.ofd_sealing.finish_seal` without :func:`check_signed_value`, whose checks hold
-    by construction here: dataHash and seal come from ``prepared`` and the signature was verified."""
-    changes = dict(prepared.changes)
-    changes[prepared.signed_value_path] = signed_value
-    when = prepared.signing_time.astimezone(dt.UTC)
-    stamp = (max(when.year, 1980), when.month, when.day, when.hour, when.minute, when.second)
-    output = prepared.target.package.rewrite(changes, date_time=stamp)
-    _self_check(output, prepared, signed_value)
-    return output
 
 
 def _lock_pending(session: Session, job_id: str, ids: list[int]) -> set[int]:
@@ -627,6 +659,7 @@ def _sign_locked(
     works: list[_Work],
     grant: SealGrant,
     now: dt.datetime,
+    staged: StagedBlobs,
 ) -> None:
     """Inside the group transaction: sign, assemble and stage every prepared item."""
     signer = _signer_for(res, job, grant)
@@ -635,7 +668,6 @@ def _sign_locked(
         _prepare(res, job, works, grant.seal_der, now)
     if job.params.timestamp and job.timestamper is None:
         job.timestamper = signature_timestamper(res.settings, session, res.keystore)
-    staged = StagedBlobs(res.blobs)
     for work in works:
         if work.error is not None:
             continue
@@ -643,8 +675,10 @@ def _sign_locked(
             tbs = work.tbs or signer.tbs(work.data_hash, work.property_info, now)
             signed = signer.sign(tbs, job.timestamper if job.params.timestamp else None)
             if job.params.kind is JobKind.OFD:
-                assert work.prepared is not None
-                output = _assemble_ofd(work.prepared, signed)
+                assert work.prepared is not None and work.draft is not None
+                # finish_seal without check_signed_value, whose checks hold by construction here:
+                # dataHash and seal come from the prepared parts and the signature was verified.
+                output = assemble_sealed(work.prepared, signed, work.draft)
             else:
                 output = signed
             work.signature_sm3 = sm3_hex(signed)
@@ -661,7 +695,13 @@ def _sign_locked(
 
 
 def _commit_group(
-    res: WorkerResources, session: Session, job: JobState, works: list[_Work], now: dt.datetime, actor: str
+    res: WorkerResources,
+    session: Session,
+    job: JobState,
+    works: list[_Work],
+    now: dt.datetime,
+    actor: str,
+    staged: StagedBlobs,
 ) -> GroupResult | None:
     """Phase 2 and 3 in ``session``; None when the lock came too late for the prepared time."""
     params = job.params
@@ -675,18 +715,18 @@ def _commit_group(
         return None
     pending = _lock_pending(session, params.id, [w.item_id for w in works])
     todo = [w for w in works if w.item_id in pending]
-    _sign_locked(res, session, job, todo, grant, now)
+    _sign_locked(res, session, job, todo, grant, now, staged)
     _record(session, todo, now)
-    for work in todo:
-        if work.error is None:
-            audit_append(
-                session,
-                actor=actor,
-                action="signature.made",
-                subject_type="seal",
-                subject_id=grant.seal_id,
-                details=_audit_details(work, grant, params, now),
+    append_many(
+        session,
+        [
+            AuditRecord(
+                actor, "signature.made", "seal", grant.seal_id, _audit_details(work, grant, params, now)
             )
+            for work in todo
+            if work.error is None
+        ],
+    )
     session.commit()
     done = sum(1 for w in todo if w.error is None)
     return GroupResult(done=done, failed=len(todo) - done, skipped=len(works) - len(todo))
@@ -694,6 +734,7 @@ def _commit_group(
 
 def process_group(res: WorkerResources, job_id: str, item_ids: Sequence[int], *, actor: str) -> GroupResult:
     """Seal the still-pending items among ``item_ids`` of job ``job_id`` in one transaction."""
+    cpu_start = time.thread_time()
     job = res.job(job_id)
     works = _load_inputs(res, job_id, item_ids)
     skipped = len(item_ids) - len(works)
@@ -703,17 +744,23 @@ def process_group(res: WorkerResources, job_id: str, item_ids: Sequence[int], *,
         started = time.perf_counter()
         now = utcnow().replace(microsecond=0)
         _prepare(res, job, works, _seal_bytes(res, job), now)
-        prepared = time.perf_counter()
-        with res.signing_turn(), res.sessions() as session:
-            locked = time.perf_counter()
-            try:
-                result = _commit_group(res, session, job, works, now, actor)
-            except BaseException:
-                session.rollback()
-                raise
+        staged = StagedBlobs(res.blobs)
+        try:
+            staged.reserve(sum(1 for w in works if w.error is None))
+            prepared = time.perf_counter()
+            with res.signing_turn(), res.sessions() as session:
+                locked = time.perf_counter()
+                try:
+                    result = _commit_group(res, session, job, works, now, actor, staged)
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            staged.release()
         timing = (prepared - started, locked - prepared, time.perf_counter() - locked)
         if result is not None:
-            return GroupResult(result.done, result.failed, result.skipped + skipped, timing)
+            cpu = time.thread_time() - cpu_start
+            return GroupResult(result.done, result.failed, result.skipped + skipped, timing, cpu)
     else:
         raise EsealError(
             "等待签章锁过久，本组保持待处理", "waited too long for the signing lock; the group stays pending"
@@ -730,6 +777,10 @@ def pool_initializer(settings_payload: dict[str, Any]) -> None:
     global _RESOURCES
     logging.basicConfig(level=logging.WARNING)
     _RESOURCES = WorkerResources.open(Settings(**settings_payload))
+    # Everything loaded so far (modules, SQLAlchemy metadata, the key store) lives as long as the
+    # process: keep it out of the cyclic collector's full passes, each of which would otherwise walk
+    # it all again (about 0.1 s, every thousand items or so).
+    gc.freeze()
 
 
 def pool_task(job_id: str, item_ids: list[int], actor: str) -> GroupResult:

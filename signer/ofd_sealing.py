@@ -31,10 +31,13 @@ which is safe because a signature that protected it would have made us refuse.
 The work is split so it can run on either side of a network (``signer.two_step``):
 :func:`analyse_ofd` (no seal needed; refuses hostile, locked or unplaceable documents),
 :func:`prepare_seal` (with the seal bytes and the signing time: every new file but the signed
-value, and the Signature.xml digest to sign) and :func:`finish_seal` (checks the SES signature
-against what was prepared, assembles the package and re-reads it). :func:`seal_ofd` runs the three
-around :func:`seal_registry.seals.sign_prepared`, so authorisation, signing and the audit entry share
-the caller's one transaction and nothing is returned unless all of it succeeded.
+value, and the Signature.xml digest to sign; the new parts are read back by
+:func:`check_prepared`) and :func:`finish_seal` (checks the SES signature against what was
+prepared, assembles the package and re-reads it with :func:`check_sealed_package`). :func:`seal_ofd`
+runs the three around :func:`seal_registry.seals.sign_prepared`, so authorisation, signing and the
+audit entry share the caller's one transaction and nothing is returned unless all of it succeeded.
+Batch sealing lays the package out before it signs (:func:`draft_sealed`) and only adds the signed
+value afterwards (:func:`assemble_sealed`), the same bytes :func:`finish_seal` writes.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import datetime as dt
 import enum
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Final
@@ -59,15 +62,17 @@ from gmpki.ofd import (
     DocBody,
     DocumentPages,
     OfdPackage,
+    PackageDraft,
     SignatureList,
+    parse_doc_bodies,
+    parse_signature_list,
+    parse_signature_xml,
     read_doc_bodies,
     read_document,
     read_signature_list,
     read_signature_xml,
-    write_package,
 )
 from gmpki.ofd.signatures import OFD_XML
-from gmpki.ofd.xml_parts import parse_xml
 from gmpki.sm3 import sm3
 from hsm_adapters.keystore import KeyStore
 from seal_registry.seals import SealGrant, ToBeSigned, sign_prepared
@@ -191,12 +196,15 @@ def _signature_xml(
 _DOCBODY_START = re.compile(rb"<(?P<prefix>[A-Za-z_][\w.\-]*:)?DocBody(?=[\s/>])[^>]*>")
 
 
-def add_signatures_to_ofd_xml(raw: bytes, signatures_path: str) -> bytes:
+def add_signatures_to_ofd_xml(
+    raw: bytes, signatures_path: str, *, before: Sequence[DocBody] | None = None
+) -> bytes:
     """OFD.xml with ``<Signatures>`` appended to the first DocBody; every other byte unchanged.
 
     Signatures is the last child of CT_DocBody, so it goes just before ``</DocBody>``, with the
     DocBody's own prefix. The result is re-read and must name ``signatures_path`` in the first
-    DocBody and leave every DocBody otherwise as it was.
+    DocBody and leave every DocBody otherwise as it was (``before``: the DocBodies of ``raw`` when
+    the caller has read them already).
     """
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:200]:
         raise MalformedData("不支持 UTF-16 编码的 OFD.xml", "OFD.xml in UTF-16 is not supported")
@@ -209,8 +217,9 @@ def add_signatures_to_ofd_xml(raw: bytes, signatures_path: str) -> bytes:
         raise MalformedData("OFD.xml 的 DocBody 未闭合", "the DocBody of OFD.xml is not closed")
     element = b"<%sSignatures>%s</%sSignatures>" % (prefix, escape(signatures_path).encode("utf-8"), prefix)
     updated = raw[: end.start()] + element + raw[end.start() :]
-    before = read_doc_bodies(_single(OFD_XML, raw))
-    after = read_doc_bodies(_single(OFD_XML, updated))
+    if before is None:
+        before = parse_doc_bodies(raw)
+    after = parse_doc_bodies(updated)
     expected = (before[0].doc_root, signatures_path)
     if (
         len(after) != len(before)
@@ -221,11 +230,6 @@ def add_signatures_to_ofd_xml(raw: bytes, signatures_path: str) -> bytes:
             "无法在 OFD.xml 中登记签名列表", "could not add the signature list to OFD.xml", name=OFD_XML
         )
     return updated
-
-
-def _single(name: str, data: bytes) -> OfdPackage:
-    """One XML part in a throw-away package, so the package readers can re-check what we wrote."""
-    return OfdPackage(write_package([(name, data)]))
 
 
 # --- analysis (before the seal is known) ----------------------------------------------------------------
@@ -244,6 +248,7 @@ class OfdTarget:
     sign_dir: str  # e.g. Doc_0/Signs/Sign_1
     last_id: int  # highest signature / StampAnnot ID in use
     plan: PlacementPlan
+    bodies: tuple[DocBody, ...] = ()  # every DocBody of OFD.xml (``body`` is the first)
 
 
 def _existing_ids_and_lock(pkg: OfdPackage, listing: SignatureList) -> int:
@@ -346,6 +351,7 @@ def analyse_ofd(
         sign_dir=sign_dir,
         last_id=last_id,
         plan=plan,
+        bodies=bodies,
     )
 
 
@@ -365,6 +371,7 @@ class PreparedSeal:
     stamps: tuple[tuple[str, StampBox], ...]
     references: tuple[str, ...]
     signing_time: dt.datetime
+    reference_digests: tuple[bytes, ...] = field(default=(), repr=False)  # SM3, as in ``references``
 
     @property
     def data_hash(self) -> bytes:
@@ -389,12 +396,27 @@ class PreparedSeal:
         return details
 
 
-def prepare_seal(target: OfdTarget, seal: bytes, signing_time: dt.datetime) -> PreparedSeal:
-    """Write Seal.esl, the signature list (and OFD.xml if needed) and Signature.xml for ``seal``."""
+def prepare_seal(
+    target: OfdTarget,
+    seal: bytes,
+    signing_time: dt.datetime,
+    *,
+    parsed_seal: ses.ParsedSeal | None = None,
+) -> PreparedSeal:
+    """Write Seal.esl, the signature list (and OFD.xml if needed) and Signature.xml for ``seal``.
+
+    ``parsed_seal`` is ``seal`` already parsed (:func:`gmpki.seal.parse_seal`), for callers that
+    seal many documents with one seal; only its picture size is used here. What was written is read
+    back (:func:`check_prepared`) before it is returned.
+    """
     if signing_time.tzinfo is None:
         raise InvalidInput("签章时间必须带时区", "the signing time must be timezone-aware")
     seal = bytes(seal)
-    parsed = ses.parse_seal(seal)
+    if parsed_seal is not None and parsed_seal.raw != seal:
+        raise InvalidInput(
+            "传入的印章解析结果与印章数据不符", "the parsed seal given is not that of the seal bytes"
+        )
+    parsed = parsed_seal if parsed_seal is not None else ses.parse_seal(seal)
     pkg = target.package
     boxes = target.plan.stamps(float(parsed.picture_width), float(parsed.picture_height))
     signature_id = target.last_id + 1
@@ -411,7 +433,9 @@ def prepare_seal(target: OfdTarget, seal: bytes, signing_time: dt.datetime) -> P
     entries.append((str(signature_id), "Seal", _loc(signature_xml_path), None))
     changes: dict[str, bytes] = {target.signatures_path: _signatures_xml(entries, max_sign_id)}
     if target.register_in_ofd_xml:
-        changes[OFD_XML] = add_signatures_to_ofd_xml(pkg.read(OFD_XML), target.signatures_path)
+        changes[OFD_XML] = add_signatures_to_ofd_xml(
+            pkg.read(OFD_XML), target.signatures_path, before=target.bodies or None
+        )
     changes[seal_path] = seal
 
     references: list[tuple[str, bytes]] = []
@@ -429,7 +453,7 @@ def prepare_seal(target: OfdTarget, seal: bytes, signing_time: dt.datetime) -> P
         when=signing_time,
     )
     changes[signature_xml_path] = signature_xml
-    return PreparedSeal(
+    prepared = PreparedSeal(
         target=target,
         seal=seal,
         changes=changes,
@@ -441,7 +465,36 @@ def prepare_seal(target: OfdTarget, seal: bytes, signing_time: dt.datetime) -> P
         stamps=stamps,
         references=tuple(n for n, _ in references),
         signing_time=signing_time,
+        reference_digests=tuple(d for _, d in references),
     )
+    check_prepared(prepared)
+    return prepared
+
+
+def check_prepared(prepared: PreparedSeal) -> None:
+    """Read back the parts just written, as a verifier reads them (MalformedData on a mismatch):
+    Signature.xml must name exactly the references and digests computed, this Seal.esl and
+    SignedValue.dat and the stamps; the signature list must hold this signature once, pointing to
+    this Signature.xml, and be the one the first DocBody names (or OFD.xml was edited to name it,
+    which :func:`add_signatures_to_ofd_xml` re-reads)."""
+    target = prepared.target
+    xml = parse_signature_xml(prepared.signature_xml, prepared.signature_xml_path)
+    listing = parse_signature_list(prepared.changes[target.signatures_path], target.signatures_path)
+    mine = [e for e in listing.entries if e.id == prepared.signature_id]
+    if (
+        [(r.path, r.check_value, r.problem) for r in xml.references]
+        != [(n, d, None) for n, d in zip(prepared.references, prepared.reference_digests, strict=True)]
+        or xml.seal_path != prepared.seal_path
+        or xml.signed_value_path != prepared.signed_value_path
+        or [(a.id, a.page_ref) for a in xml.stamp_annots] != [(i, b.page_id) for i, b in prepared.stamps]
+        or len(mine) != 1
+        or mine[0].problem is not None
+        or mine[0].path != prepared.signature_xml_path
+        or (target.body.signatures != target.signatures_path and OFD_XML not in prepared.changes)
+    ):
+        raise MalformedData(
+            "生成的签名文件自检失败", "the signature files just written failed their self-check"
+        )
 
 
 # --- completion -------------------------------------------------------------------------------------------
@@ -466,32 +519,60 @@ def check_signed_value(prepared: PreparedSeal, signed_value: bytes) -> ses.Parse
 def finish_seal(prepared: PreparedSeal, signed_value: bytes) -> bytes:
     """The sealed package: ``signed_value`` checked, every entry written, the result re-read."""
     check_signed_value(prepared, signed_value)
-    changes = dict(prepared.changes)
-    changes[prepared.signed_value_path] = bytes(signed_value)
+    return assemble_sealed(prepared, bytes(signed_value))
+
+
+def draft_sealed(prepared: PreparedSeal) -> PackageDraft:
+    """The sealed package laid out but for SignedValue.dat, its last entry (see
+    :meth:`gmpki.ofd.OfdPackage.draft`): what can be built before the signature exists."""
     when = prepared.signing_time.astimezone(dt.UTC)
     stamp = (max(when.year, 1980), when.month, when.day, when.hour, when.minute, when.second)
-    output = prepared.target.package.rewrite(changes, date_time=stamp)
-    _self_check(output, prepared, bytes(signed_value))
+    return prepared.target.package.draft(prepared.changes, date_time=stamp)
+
+
+def assemble_sealed(prepared: PreparedSeal, signed_value: bytes, draft: PackageDraft | None = None) -> bytes:
+    """The sealed package with ``signed_value`` (not checked here: see :func:`check_signed_value`),
+    from ``draft`` (:func:`draft_sealed`) when given, re-read by :func:`check_sealed_package`."""
+    layout = draft if draft is not None else draft_sealed(prepared)
+    # Stored, not deflated: the SES signature is mostly keys, signatures and the seal's picture,
+    # which deflate shrinks by a third at best, and a batch finishes packages inside the signing
+    # lock, where every microsecond is paid by every signer waiting for it.
+    output = layout.finish({prepared.signed_value_path: signed_value}, compress=False)
+    check_sealed_package(output, prepared, signed_value)
     return output
 
 
-def _self_check(output: bytes, prepared: PreparedSeal, signed_value: bytes) -> None:
-    """Re-open what was written: the first DocBody must list this signature with these bytes."""
-    target = prepared.target
-    pkg = OfdPackage(output, limits=target.package.limits)
-    body = read_doc_bodies(pkg)[0]
-    listing = read_signature_list(pkg, body.signatures or "")
-    mine = [e for e in listing.entries if e.id == prepared.signature_id]
-    if (
-        body.signatures != target.signatures_path
-        or len(mine) != 1
-        or mine[0].path != prepared.signature_xml_path
-        or pkg.read(prepared.signature_xml_path) != prepared.signature_xml
-        or pkg.read(prepared.signed_value_path) != signed_value
-        or pkg.read(prepared.seal_path) != prepared.seal
-    ):
-        raise MalformedData("签章后的文档自检失败", "the sealed document failed its self-check")
-    parse_xml(prepared.signature_xml, name=prepared.signature_xml_path)
+def check_sealed_package(output: bytes, prepared: PreparedSeal, signed_value: bytes) -> None:
+    """Re-open the sealed package with the container reader and compare it with what was meant.
+
+    The entries must be the original ones in their order, then the new ones; every entry this
+    sealing wrote must read back (inflated, CRC-checked) as exactly the bytes prepared and signed,
+    and every other entry must be stored exactly as in the original, which was read and hashed
+    when the document was analysed. The parts themselves were checked when they were prepared
+    (:func:`check_prepared`), so the XML is not parsed again. MalformedData on any difference.
+    """
+    source = prepared.target.package
+    written = dict(prepared.changes)
+    written[prepared.signed_value_path] = signed_value
+    pkg = OfdPackage(output, limits=source.limits)
+    expected = (*source.names, *(n for n in written if n not in source))
+    if pkg.names != expected or pkg.directories != source.directories:
+        raise MalformedData(
+            "签章后的文档条目与预期不符", "the sealed document does not hold the expected entries"
+        )
+    for name in expected:
+        value = written.get(name)
+        same = (
+            pkg.read(name) == value
+            if value is not None
+            else pkg.stored_entry(name) == source.stored_entry(name)
+        )
+        if not same:
+            raise MalformedData(
+                f"签章后的文档自检失败：{name}",
+                f"the sealed document failed its self-check at {name}",
+                name=name,
+            )
 
 
 # --- the service ----------------------------------------------------------------------------------------
@@ -552,7 +633,11 @@ __all__ = [
     "SealMode",
     "add_signatures_to_ofd_xml",
     "analyse_ofd",
+    "assemble_sealed",
+    "check_prepared",
+    "check_sealed_package",
     "check_signed_value",
+    "draft_sealed",
     "finish_seal",
     "prepare_seal",
     "seal_ofd",

@@ -6,7 +6,16 @@ an OFD ZIP directly.
 
 from __future__ import annotations
 
-from .container import ContainerLimits, OfdPackage, check_entry_name, is_zip, resolve_loc, write_package
+from .container import (
+    ContainerLimits,
+    OfdPackage,
+    PackageDraft,
+    StoredEntry,
+    check_entry_name,
+    is_zip,
+    resolve_loc,
+    write_package,
+)
 from .signatures import (
     SEAL,
     SIGN,
@@ -21,6 +30,8 @@ from .signatures import (
     SignatureXml,
     StampAnnot,
     StampAnnotation,
+    parse_doc_bodies,
+    parse_signature_list,
     parse_signature_xml,
     read_doc_bodies,
     read_document,
@@ -36,6 +47,7 @@ __all__ = [
     "DocBody",
     "DocumentPages",
     "OfdPackage",
+    "PackageDraft",
     "Page",
     "Problem",
     "Provider",
@@ -45,8 +57,11 @@ __all__ = [
     "SignatureXml",
     "StampAnnot",
     "StampAnnotation",
+    "StoredEntry",
     "check_entry_name",
     "is_zip",
+    "parse_doc_bodies",
+    "parse_signature_list",
     "parse_signature_xml",
     "read_doc_bodies",
     "read_document",

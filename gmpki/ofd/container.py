@@ -8,11 +8,20 @@ and the package-wide budget while it is being read, so a lying header cannot mak
 allocate more than the limits allow. Entry names are checked once, when the package is opened:
 ``..`` segments, absolute and drive paths, backslashes, NUL bytes and duplicates are refused, so
 every later lookup is an exact match on a clean, slash-separated name without a leading slash.
+
+Writing (:meth:`OfdPackage.rewrite`, :func:`write_package`) goes through a small ZIP writer of our
+own: an entry that is kept is copied as stored (its compressed bytes, CRC and sizes, under a fresh
+local header), never inflated and deflated again, but only after it has been read through the
+checked path once (inflated against the limits, CRC verified), so a copy never passes on bytes
+that were not checked. New entries are deflated with a window no larger than they need (the same
+matches as zlib's default for entries up to 32 KiB, at a fraction of the set-up cost) and stored
+when deflate would not make them smaller.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import posixpath
@@ -21,7 +30,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from core.errors import InputTooLarge, MalformedData
@@ -35,6 +44,13 @@ _SUPPORTED_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FLAG_ENCRYPTED: Final = 0x1
 _FLAG_UTF8: Final = 0x800
+_LOCAL_HEADER: Final = struct.Struct("<4s5H3L2H")  # PKWARE APPNOTE 4.3.7
+_CENTRAL_HEADER: Final = struct.Struct("<4s6H3L5H2L")  # 4.3.12
+_END_RECORD: Final = struct.Struct("<4s4H2LH")  # 4.3.16
+_LOCAL_SIGNATURE: Final = b"PK\x03\x04"
+_ZIP_VERSION: Final = 20  # 2.0: deflate, folders; what zipfile writes for the same entries
+_MAX_32: Final = 0xFFFFFFFF
+_MEMO_LIMIT: Final = 64 * 1024  # entries up to this size have their deflated form remembered
 
 # What zipfile and zlib raise on damaged or hostile archives.
 _ZIP_ERRORS: Final = (
@@ -203,6 +219,7 @@ class OfdPackage:
         declared = _declared_entry_count(data)
         if declared is not None and declared > self.limits.max_entries:
             raise self._too_many(declared)
+        self._data = data
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
             infos = self._zip.infolist()
@@ -214,6 +231,7 @@ class OfdPackage:
             raise self._too_many(len(infos))
         self._infos: dict[str, zipfile.ZipInfo] = {}
         self._directories: set[str] = set()
+        self._order: list[tuple[str, zipfile.ZipInfo]] = []  # files and directories, archive order
         declared_total = 0
         for info in infos:
             name = check_entry_name(_decoded_name(info))
@@ -226,6 +244,7 @@ class OfdPackage:
                 if info.file_size or info.compress_size > 2:  # an empty deflate stream is 2 bytes
                     raise MalformedData(f"目录条目 {name} 含有数据", f"directory entry {name} carries data")
                 self._directories.add(key)
+                self._order.append((name, info))
                 continue
             if info.compress_type not in _SUPPORTED_METHODS:
                 raise MalformedData(
@@ -235,11 +254,13 @@ class OfdPackage:
             self._precheck(name, info)
             declared_total += info.file_size
             self._infos[name] = info
+            self._order.append((name, info))
         if declared_total > self.limits.max_total_size:
             raise self._total_too_large(declared_total)
         self._inflated: dict[str, int] = {}
         self._cache: dict[str, bytes] = {}
         self._digests: dict[tuple[str, str], bytes] = {}
+        self._verified: set[str] = set()  # read to the end: inflated within the limits, CRC matched
 
     # -- limits --
     def _too_many(self, count: int) -> InputTooLarge:
@@ -327,6 +348,7 @@ class OfdPackage:
                     produced += len(block)
                     self._charge(name, produced, info.compress_size)
                     yield block
+            self._verified.add(name)  # zipfile checks the CRC when the stream ends
         except _ZIP_ERRORS as exc:
             raise MalformedData(
                 f"无法读取包内文件 {name}：{_brief(exc)}",
@@ -369,6 +391,28 @@ class OfdPackage:
         """:func:`resolve_loc`; the result need not exist in the package."""
         return resolve_loc(loc, base)
 
+    def stored_entry(self, name: str) -> StoredEntry:
+        """The entry as stored: method, CRC-32, size and the compressed bytes, taken where a ZIP
+        reader takes them (after the local header). Not inflated and not checked here: compare
+        them, or :meth:`read` the entry first."""
+        info = self._info(name)
+        offset = info.header_offset
+        try:
+            header = _LOCAL_HEADER.unpack_from(self._data, offset) if offset >= 0 else (b"",)
+        except struct.error as exc:
+            raise MalformedData(
+                f"包内文件 {name} 的本地文件头损坏", f"the local header of {name} is damaged", name=name
+            ) from exc
+        if header[0] != _LOCAL_SIGNATURE:
+            raise MalformedData(
+                f"包内文件 {name} 的本地文件头损坏", f"the local header of {name} is damaged", name=name
+            )
+        start = offset + _LOCAL_HEADER.size + header[9] + header[10]
+        end = start + info.compress_size
+        if end > len(self._data):
+            raise MalformedData(f"包内文件 {name} 被截断", f"{name} is truncated in the package", name=name)
+        return StoredEntry(info.compress_type, info.CRC, info.file_size, self._data[start:end])
+
     # -- writing --
     def rewrite(
         self,
@@ -379,27 +423,163 @@ class OfdPackage:
         """A new package: every entry copied with its original bytes, except ``changes``.
 
         A name mapped to bytes replaces the entry (keeping its position) or is appended; a name
-        mapped to None is dropped. Directory entries are kept.
+        mapped to None is dropped. Directory entries are kept. Kept entries are copied as stored
+        (see the module notes); each is read through the checked path first if it was not yet.
+        """
+        return self.draft(changes, date_time=date_time).finish()
+
+    def draft(
+        self,
+        changes: Mapping[str, bytes | None],
+        *,
+        date_time: tuple[int, int, int, int, int, int] | None = None,
+    ) -> PackageDraft:
+        """:meth:`rewrite` without the end: :meth:`PackageDraft.finish` appends the last entries.
+
+        Everything but those entries is compressed and laid out here, so a signer can build the
+        package before it holds the signing lock and add only the signed value inside it.
         """
         for name in changes:
             check_entry_name(name)
-        items: list[tuple[str, bytes, tuple[int, int, int, int, int, int]]] = []
         stamp = date_time or _now_stamp()
-        for info in self._zip.infolist():
-            name = _decoded_name(info)
+        writer = _ZipWriter(stamp)
+        for name, info in self._order:
             if name.endswith("/"):
-                items.append((name, b"", info.date_time))
+                writer.add_bytes(name, b"", info.date_time)
             elif name in changes:
                 replacement = changes[name]
                 if replacement is not None:
-                    items.append((name, bytes(replacement), stamp))
+                    writer.add_bytes(name, bytes(replacement), stamp)
             else:
-                items.append((name, self.read(name), info.date_time))
-        present = {n for n, _, _ in items}
+                if name not in self._verified:
+                    self.digest(name)  # read through the checked path (limits, CRC) before copying
+                writer.add(name, self.stored_entry(name), info.date_time)
         for name, value in changes.items():
-            if value is not None and name not in present:
-                items.append((name, bytes(value), stamp))
-        return _write(items)
+            if value is not None and not writer.holds(name):
+                writer.add_bytes(name, bytes(value), stamp)
+        return PackageDraft(writer)
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """A ZIP entry as stored: compression method, CRC-32, uncompressed size, stored bytes."""
+
+    method: int
+    crc: int
+    size: int
+    data: bytes = field(repr=False)
+
+
+class PackageDraft:
+    """A package laid out up to its last entries (:meth:`OfdPackage.draft`)."""
+
+    def __init__(self, writer: _ZipWriter) -> None:
+        self._writer = writer
+
+    def finish(self, appended: Mapping[str, bytes] | None = None, *, compress: bool = True) -> bytes:
+        """The package bytes with ``appended`` (name → bytes) added at the end, in order (stored
+        as they are with ``compress=False``); the draft itself is unchanged, so it can be finished
+        again."""
+        writer = self._writer.copy()
+        for name, value in (appended or {}).items():
+            data = bytes(value)
+            if compress:
+                writer.add_bytes(name, data, writer.stamp)
+            else:
+                writer.add(
+                    name, StoredEntry(zipfile.ZIP_STORED, zlib.crc32(data), len(data), data), writer.stamp
+                )
+        return writer.finish()
+
+
+def _dos_time(stamp: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
+    year, month, day, hour, minute, second = stamp
+    if not 1980 <= year <= 2107:
+        raise ValueError("ZIP timestamps must lie between 1980 and 2107")
+    return hour << 11 | minute << 5 | second // 2, (year - 1980) << 9 | month << 5 | day
+
+
+def _deflate(data: bytes) -> tuple[int, bytes]:
+    """(method, stored bytes): raw deflate, or the bytes themselves when deflate does not help.
+
+    The window is the smallest that holds the whole entry (so the matches found are those of a
+    32 KiB window), which spares zlib most of its set-up cost on small XML parts. Small entries
+    written again and again (a seal sealing many documents) are remembered.
+    """
+    return _deflate_small(data) if len(data) <= _MEMO_LIMIT else _deflate_once(data)
+
+
+@functools.lru_cache(maxsize=32)
+def _deflate_small(data: bytes) -> tuple[int, bytes]:
+    return _deflate_once(data)
+
+
+def _deflate_once(data: bytes) -> tuple[int, bytes]:
+    if not data:
+        return zipfile.ZIP_STORED, b""
+    bits = min(15, max(9, (len(data) - 1).bit_length()))
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -bits, min(8, max(1, bits - 7)))
+    packed = compressor.compress(data) + compressor.flush()
+    if len(packed) >= len(data):
+        return zipfile.ZIP_STORED, data
+    return zipfile.ZIP_DEFLATED, packed
+
+
+class _ZipWriter:
+    """Local headers and data in order, then the central directory: no ZIP64, no data descriptors,
+    no extra fields; names in UTF-8 (flagged) unless ASCII."""
+
+    def __init__(self, stamp: tuple[int, int, int, int, int, int]) -> None:
+        _dos_time(stamp)
+        self.stamp = stamp
+        self._parts: list[bytes] = []
+        self._central: list[bytes] = []
+        self._names: set[str] = set()
+        self._offset = 0
+
+    def copy(self) -> _ZipWriter:
+        other = _ZipWriter(self.stamp)
+        other._parts = list(self._parts)
+        other._central = list(self._central)
+        other._names = set(self._names)
+        other._offset = self._offset
+        return other
+
+    def holds(self, name: str) -> bool:
+        return name in self._names
+
+    def add_bytes(self, name: str, data: bytes, stamp: tuple[int, int, int, int, int, int]) -> None:
+        method, stored = (zipfile.ZIP_STORED, b"") if name.endswith("/") else _deflate(data)
+        self.add(name, StoredEntry(method, zlib.crc32(data), len(data), stored), stamp)
+
+    def add(self, name: str, entry: StoredEntry, stamp: tuple[int, int, int, int, int, int]) -> None:
+        check_entry_name(name)
+        if name in self._names:
+            raise MalformedData(f"压缩包条目重复：{name}", f"duplicate ZIP entry {name}")
+        if name.isascii():
+            encoded, flags = name.encode("ascii"), 0
+        else:
+            encoded, flags = name.encode("utf-8"), _FLAG_UTF8
+        if max(self._offset, entry.size, len(entry.data)) > _MAX_32 or len(self._names) >= 0xFFFF:
+            raise InputTooLarge("OFD 包过大，无法写出", "the OFD package is too large to write (no ZIP64)")
+        # method, time, date, CRC-32, compressed size, size, name length: the same in both headers
+        common = (entry.method, *_dos_time(stamp), entry.crc, len(entry.data), entry.size, len(encoded))
+        local = _LOCAL_HEADER.pack(_LOCAL_SIGNATURE, _ZIP_VERSION, flags, *common, 0)
+        # extra and comment lengths, disk, internal and external attributes: all zero
+        versions = (_ZIP_VERSION, _ZIP_VERSION)  # made by, needed to extract
+        central = _CENTRAL_HEADER.pack(b"PK\x01\x02", *versions, flags, *common, 0, 0, 0, 0, 0, self._offset)
+        self._central.append(central + encoded)
+        self._parts += (local, encoded, entry.data)
+        self._offset += len(local) + len(encoded) + len(entry.data)
+        self._names.add(name)
+
+    def finish(self) -> bytes:
+        directory = b"".join(self._central)
+        if self._offset + len(directory) > _MAX_32:
+            raise InputTooLarge("OFD 包过大，无法写出", "the OFD package is too large to write (no ZIP64)")
+        count = len(self._central)
+        end = _END_RECORD.pack(b"PK\x05\x06", 0, 0, count, count, len(directory), self._offset, 0)
+        return b"".join((*self._parts, directory, end))
 
 
 def _now_stamp() -> tuple[int, int, int, int, int, int]:
@@ -407,27 +587,15 @@ def _now_stamp() -> tuple[int, int, int, int, int, int]:
     return (now.year, now.month, now.day, now.hour, now.minute, now.second)
 
 
-def _write(items: Iterable[tuple[str, bytes, tuple[int, int, int, int, int, int]]]) -> bytes:
-    out = io.BytesIO()
-    seen: set[str] = set()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data, stamp in items:
-            check_entry_name(name)
-            if name in seen:
-                raise MalformedData(f"压缩包条目重复：{name}", f"duplicate ZIP entry {name}")
-            seen.add(name)
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            info.compress_type = zipfile.ZIP_STORED if name.endswith("/") else zipfile.ZIP_DEFLATED
-            archive.writestr(info, data)
-    return out.getvalue()
-
-
 def write_package(
     entries: Iterable[tuple[str, bytes]], *, date_time: tuple[int, int, int, int, int, int] | None = None
 ) -> bytes:
-    """A new OFD package (deflated ZIP) from ``(name, bytes)`` pairs, in the given order."""
-    stamp = date_time or _now_stamp()
-    return _write((name, bytes(data), stamp) for name, data in entries)
+    """A new OFD package (a ZIP, entries deflated where that helps) from ``(name, bytes)`` pairs, in
+    the given order."""
+    writer = _ZipWriter(date_time or _now_stamp())
+    for name, data in entries:
+        writer.add_bytes(name, bytes(data), writer.stamp)
+    return writer.finish()
 
 
 def _brief(exc: BaseException) -> str:

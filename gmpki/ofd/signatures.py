@@ -49,7 +49,11 @@ def _resolve(loc: str, base: str) -> tuple[str | None, Problem | None]:
 def _root(pkg: OfdPackage, path: str, expected: str) -> ET.Element:
     if path not in pkg:
         raise MalformedData(f"包内找不到 {path}", f"{path} is missing from the package", name=path)
-    root = parse_xml(pkg.read(path), name=path)
+    return _parsed_root(pkg.read(path), path, expected)
+
+
+def _parsed_root(raw: bytes, path: str, expected: str) -> ET.Element:
+    root = parse_xml(raw, name=path)
     if not is_named(root, expected):
         raise MalformedData(
             f"{path} 的根元素应为 {expected}，实际为 {root.tag}",
@@ -69,7 +73,15 @@ class DocBody:
 
 def read_doc_bodies(pkg: OfdPackage) -> tuple[DocBody, ...]:
     """Every DocBody of OFD.xml (multi-document packages have several)."""
-    root = _root(pkg, OFD_XML, "OFD")
+    return _doc_bodies(_root(pkg, OFD_XML, "OFD"))
+
+
+def parse_doc_bodies(raw: bytes) -> tuple[DocBody, ...]:
+    """:func:`read_doc_bodies` of OFD.xml bytes held outside a package (e.g. an edit to check)."""
+    return _doc_bodies(_parsed_root(raw, OFD_XML, "OFD"))
+
+
+def _doc_bodies(root: ET.Element) -> tuple[DocBody, ...]:
     bodies: list[DocBody] = []
     for index, body in enumerate(children(root, "DocBody")):
         doc_root_loc = child_text(body, "DocRoot")
@@ -207,7 +219,15 @@ def _entry(element: ET.Element, list_path: str, position: int) -> SignatureEntry
 
 
 def read_signature_list(pkg: OfdPackage, path: str) -> SignatureList:
-    root = _root(pkg, path, "Signatures")
+    return _signature_list(_root(pkg, path, "Signatures"), path)
+
+
+def parse_signature_list(raw: bytes, path: str) -> SignatureList:
+    """:func:`read_signature_list` of Signatures.xml bytes held outside a package."""
+    return _signature_list(_parsed_root(raw, path, "Signatures"), path)
+
+
+def _signature_list(root: ET.Element, path: str) -> SignatureList:
     entries = tuple(_entry(e, path, i) for i, e in enumerate(children(root, "Signature")))
     seen: set[str] = set()
     checked: list[SignatureEntry] = []
@@ -398,6 +418,8 @@ __all__ = [
     "SignatureXml",
     "StampAnnot",
     "StampAnnotation",
+    "parse_doc_bodies",
+    "parse_signature_list",
     "parse_signature_xml",
     "read_doc_bodies",
     "read_document",

@@ -141,3 +141,10 @@ def test_kill_9_mid_run_then_resume_seals_every_item_exactly_once(
     assert sorted(rows) == keys and {row[2] for row in rows.values()} == {"done"}
     for key in keys[:: total // 12]:
         assert verify_bytes((out / key).read_bytes(), trust=local.trust).indication is Indication.PASSED
+
+
+def test_cli_group_size_default_is_the_signers() -> None:
+    from api.cli_sign import BATCH_GROUP_SIZE
+    from signer.batch import DEFAULT_GROUP_SIZE
+
+    assert BATCH_GROUP_SIZE == DEFAULT_GROUP_SIZE

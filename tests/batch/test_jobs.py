@@ -11,7 +11,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from core.audit import AuditEntry
+from core.audit import AuditEntry, verify_chain
 from core.db import transaction
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from gmpki import seal as ses
@@ -78,8 +78,12 @@ def test_twenty_licences_sealed_by_a_process_pool_all_verify(env: BatchEnv, hell
             assert report.indication is Indication.PASSED, report.dumps()
             (signature,) = report.signatures
             assert signature.indication is Indication.PASSED
-    # One signature.made entry per item, naming the job, the key, the document and the seal.
+    # One signature.made entry per item, naming the job, the key, the document and the seal; the
+    # entries appended a group at a time keep the chain intact.
     assert signatures_by_item(env.reg, job_id) == dict.fromkeys(by_key, 1)
+    with env.reg.sessions() as s:
+        chain = verify_chain(s)
+        assert chain.ok, chain.message
     with env.reg.sessions() as s:
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "signature.made").limit(1))
         assert entry is not None and entry.actor == SIGNER and entry.subject_id == env.seal.id

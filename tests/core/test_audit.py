@@ -448,6 +448,133 @@ def test_postgres_second_appender_waits_for_the_first(
     assert _verify(factory).ok
 
 
+# --- append_many ------------------------------------------------------------------------------------------
+def _records(n: int, start: int = 0) -> list[audit.AuditRecord]:
+    return [
+        audit.AuditRecord(
+            f"batch-{i % 2}",
+            "signature.made",
+            "seal",
+            "S1",
+            {"i": i, "文档": f"第{i}份", "nested": {"b": [i], "a": None}},
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def _rows(factory: sessionmaker[Session]) -> list[tuple[Any, ...]]:
+    with factory() as s:
+        return [
+            (
+                e.seq,
+                e.time,
+                e.actor,
+                e.action,
+                e.subject_type,
+                e.subject_id,
+                e.details,
+                e.prev_hash,
+                e.entry_hash,
+            )
+            for e in s.scalars(select(AuditEntry).order_by(AuditEntry.seq))
+        ]
+
+
+def test_append_many_gives_the_chain_one_by_one_appends_give(
+    factory: sessionmaker[Session], migrated_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _append_n(factory, 2)
+    with transaction(factory) as s:
+        positions = audit.append_many(s, _records(5))
+        assert [p.seq for p in positions] == [3, 4, 5, 6, 7]
+        assert audit.current_head(s) == positions[-1]
+    with transaction(factory) as s:
+        audit.append(s, actor="a", action="seal.issue", subject_type="seal", subject_id="S2")
+        assert audit.append_many(s, []) == []
+        audit.append_many(s, _records(1, start=5))
+    many = _rows(factory)
+    assert [r[0] for r in many] == list(range(1, 10))
+    assert _verify(factory).ok
+
+    # The same records appended one by one at the same times give the same rows, hashes included.
+    _sql(migrated_engine, "DELETE FROM audit_entries WHERE seq > 2")
+    _sql(migrated_engine, "UPDATE audit_head SET seq = 2, entry_hash = :h", h=many[1][8])
+    times = iter(r[1] for r in many[2:])
+    monkeypatch.setattr(audit, "utcnow", lambda: next(times))
+    for record in _records(5):
+        with transaction(factory) as s:
+            audit.append(
+                s,
+                actor=record.actor,
+                action=record.action,
+                subject_type=record.subject_type,
+                subject_id=record.subject_id,
+                details=record.details,
+            )
+    with transaction(factory) as s:
+        audit.append(s, actor="a", action="seal.issue", subject_type="seal", subject_id="S2")
+        (record,) = _records(1, start=5)
+        audit.append(
+            s,
+            actor=record.actor,
+            action=record.action,
+            subject_type="seal",
+            subject_id="S1",
+            details=record.details,
+        )
+    assert _rows(factory) == many
+
+
+def test_append_many_checks_every_record_first_and_rolls_back_whole(factory: sessionmaker[Session]) -> None:
+    _append_n(factory, 1)
+    bad = [*_records(3), audit.AuditRecord("a", "b", "c", "nul\x00")]
+    with factory() as s:
+        with pytest.raises(InvalidInput):
+            audit.append_many(s, bad)
+        s.rollback()
+        assert audit.current_head(s).seq == 1
+    with pytest.raises(RuntimeError), transaction(factory) as s:
+        audit.append_many(s, _records(4))
+        raise RuntimeError("the group failed")
+    with transaction(factory) as s:
+        assert [p.seq for p in audit.append_many(s, _records(2))] == [2, 3]
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == 3
+    assert _verify(factory).ok
+
+
+def test_concurrent_append_many_and_append_do_not_fork_the_chain(factory: sessionmaker[Session]) -> None:
+    threads_n, rounds = 4, 5
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def worker(tid: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(rounds):
+                with transaction(factory) as s:
+                    if tid % 2:
+                        audit.append(
+                            s, actor=f"t{tid}", action="op", subject_type="t", subject_id=f"{tid}-{i}"
+                        )
+                    else:
+                        audit.append_many(s, _records(3, start=10 * tid + i))
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    total = (threads_n // 2) * rounds * (3 + 1)
+    with factory() as s:
+        assert s.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)).all() == list(range(1, total + 1))
+    report = _verify(factory)
+    assert report.ok and report.entries_checked == total
+
+
 def _create_all_engine(url: str) -> Engine:
     eng = make_engine(url)
     tables = [AuditEntry.__table__, audit.audit_head, AuditHeadSignature.__table__]

@@ -74,13 +74,18 @@ def test_stray_temporaries_and_foreign_files(store: BlobStore) -> None:
     old_tmp, new_tmp = tmp / "blob-old", tmp / "blob-new"
     old_tmp.write_bytes(b"partial")
     new_tmp.write_bytes(b"being written")
+    worker_tmp = tmp / "batch-3" / "batch-abc"  # a batch worker's own folder
+    worker_tmp.parent.mkdir()
+    worker_tmp.write_bytes(b"")
     then = time.time() - 2 * DAY
     os.utime(old_tmp, (then, then))
+    os.utime(worker_tmp, (then, then))
     foreign = store.root / "ab" / "cd" / "not-a-blob"
     foreign.parent.mkdir(parents=True)
     foreign.write_bytes(b"?")
     os.utime(foreign, (then, then))
     report = store.sweep(set, older_than=dt.timedelta(days=1))
-    assert report.temporaries == 1 and not old_tmp.exists() and new_tmp.exists()
+    assert report.temporaries == 2 and not old_tmp.exists() and not worker_tmp.exists()
+    assert new_tmp.exists()
     assert foreign.exists()  # not named like a blob: never touched
     assert report.examined == 1

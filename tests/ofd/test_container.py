@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import struct
 import zipfile
 from pathlib import Path
 
@@ -204,6 +206,58 @@ def test_rewrite_preserves_other_entries_and_order(interop_dir: Path) -> None:
             assert new.read(name) == original.read(name)
     assert new.read("Doc_0/Pages/Page_0/Content.xml") == b"<changed/>"
     assert new.read("Doc_0/Attachs/new.txt") == b"added"
+
+
+def test_rewrite_copies_kept_entries_as_stored_and_writes_a_plain_zip(interop_dir: Path) -> None:
+    original = OfdPackage((interop_dir / "ofdrw-sign__v4signed.ofd").read_bytes())
+    changed = "Doc_0/Pages/Page_0/Content.xml"
+    output = original.rewrite({changed: b"<changed/>" * 50, "Doc_0/附件.txt": b"\x00" * 3})
+    new = OfdPackage(output)
+    for name in original.names:
+        if name != changed:  # compressed bytes, CRC and size carried over untouched
+            assert new.stored_entry(name) == original.stored_entry(name)
+    assert new.stored_entry(changed).method == zipfile.ZIP_DEFLATED
+    # The standard library reads it all back (CRCs checked), names in UTF-8 with the flag set.
+    with zipfile.ZipFile(io.BytesIO(output)) as archive:
+        assert archive.testzip() is None
+        info = archive.getinfo("Doc_0/附件.txt")
+        assert info.flag_bits & 0x800 and archive.read(info) == b"\x00" * 3
+        assert archive.read(changed) == b"<changed/>" * 50
+        assert [i.filename for i in archive.infolist()] == [*original.names, "Doc_0/附件.txt"]
+
+
+def test_rewrite_never_copies_an_entry_it_could_not_read() -> None:
+    data = bytearray(make_zip([("OFD.xml", b"<OFD/>"), ("Doc_0/a.xml", b"hello world " * 50)]))
+    central = data.find(b"PK\x01\x02")  # OFD.xml's, the first
+    crc = struct.unpack_from("<I", data, central + 16)[0]
+    struct.pack_into("<I", data, central + 16, crc ^ 1)  # the central CRC of OFD.xml no longer matches
+    with pytest.raises(MalformedData):
+        OfdPackage(bytes(data)).rewrite({"Doc_0/a.xml": b"<x/>"})
+    bomb = make_zip([("OFD.xml", b"<OFD/>"), ("big.bin", bytes(4 * 1024 * 1024))])
+    with pytest.raises(InputTooLarge):
+        OfdPackage(bomb, limits=ContainerLimits(max_ratio=100)).rewrite({"OFD.xml": b"<OFD/>"})
+
+
+def test_draft_finishes_like_rewrite_and_stays_reusable(simple_package: bytes) -> None:
+    pkg = OfdPackage(simple_package)
+    stamp = (2026, 1, 2, 3, 4, 6)
+    changes = {"Doc_0/Document.xml": b"<Document>changed</Document>", "Doc_0/Signs/a.xml": b"<a/>"}
+    draft = pkg.draft(changes, date_time=stamp)
+    last = {"Doc_0/Signs/SignedValue.dat": bytes(range(256))}
+    once = draft.finish(last)
+    assert once == pkg.rewrite({**changes, **last}, date_time=stamp)
+    assert draft.finish(last) == once
+    assert OfdPackage(draft.finish()).names == (*pkg.names, "Doc_0/Signs/a.xml")
+    new = OfdPackage(once)
+    assert new.read("Doc_0/Signs/SignedValue.dat") == bytes(range(256))
+    assert (
+        new.stored_entry("Doc_0/Signs/SignedValue.dat").method == zipfile.ZIP_STORED
+    )  # deflate did not help
+    assert new.directories == pkg.directories
+    with pytest.raises(MalformedData, match="duplicate"):
+        draft.finish({"Doc_0/Signs/a.xml": b"again"})
+    with pytest.raises(MalformedData):
+        draft.finish({"../escape": b""})
 
 
 def test_write_package_round_trip_and_name_checks() -> None:

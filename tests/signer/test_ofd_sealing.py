@@ -3,6 +3,7 @@ ElementTree, hashlib SM3, OpenSSL), several seals, protect-all, placement by key
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -10,14 +11,18 @@ from pathlib import Path
 import pytest
 
 from core.audit import AuditEntry
-from core.errors import InvalidInput
+from core.errors import InvalidInput, MalformedData
 from gmpki import seal as ses
+from gmpki.ofd import OfdPackage
 from gmpki.sm3 import sm3
 from seal_registry.models import Seal
 from signer.ofd_sealing import (
     DocumentFullyProtected,
     add_signatures_to_ofd_xml,
     analyse_ofd,
+    assemble_sealed,
+    check_prepared,
+    check_sealed_package,
     prepare_seal,
 )
 from signer.placement import AtKeyword, AtPosition, Riding
@@ -297,6 +302,41 @@ def test_prepared_signature_xml_is_deterministic(seal: Seal, helloworld: bytes) 
     assert a.signature_xml == b.signature_xml and dict(a.changes) == dict(b.changes)
     assert b"<ofd:SignatureDateTime>20260102030405Z</ofd:SignatureDateTime>" in a.signature_xml
     assert a.data_hash == sm3(a.signature_xml) and a.property_info == "/Doc_0/Signs/Sign_0/Signature.xml"
+
+
+def test_self_checks_refuse_what_was_not_meant(seal: Seal, helloworld: bytes) -> None:
+    assert seal.seal_der is not None
+    when = utc(2026, 1, 2, 3, 4, 5)
+    target = analyse_ofd(helloworld, placement=AtPosition(1, 30, 40))
+    parsed = ses.parse_seal(seal.seal_der)
+    prepared = prepare_seal(target, seal.seal_der, when, parsed_seal=parsed)
+    assert prepared.signature_xml == prepare_seal(target, seal.seal_der, when).signature_xml
+    with pytest.raises(InvalidInput):
+        prepare_seal(target, seal.seal_der, when, parsed_seal=dataclasses.replace(parsed, raw=b"another"))
+
+    # Prepared parts are read back: wrong digests or a list without this signature are refused.
+    wrong_digest = (bytes(32), *prepared.reference_digests[1:])
+    with pytest.raises(MalformedData):
+        check_prepared(dataclasses.replace(prepared, reference_digests=wrong_digest))
+    listing = prepared.target.signatures_path
+    other_list = {**prepared.changes, listing: prepared.changes[listing].replace(b'ID="1"', b'ID="7"')}
+    with pytest.raises(MalformedData):
+        check_prepared(dataclasses.replace(prepared, changes=other_list))
+
+    # The sealed package is re-read: any entry other than what was meant is refused.
+    signed_value = b"\x30\x03\x02\x01\x01"  # the bytes are compared, not parsed, here
+    sealed = assemble_sealed(prepared, signed_value)
+    check_sealed_package(sealed, prepared, signed_value)
+    page = "Doc_0/Pages/Page_0/Content.xml"
+    for tampered, value in (
+        (OfdPackage(sealed).rewrite({page: b"<ofd:Page/>"}), signed_value),
+        (OfdPackage(sealed).rewrite({prepared.seal_path: b"other seal"}), signed_value),
+        (OfdPackage(sealed).rewrite({"Doc_0/extra.xml": b"<x/>"}), signed_value),
+        (OfdPackage(sealed).rewrite({"Doc_0/PublicRes.xml": None}), signed_value),
+        (sealed, signed_value + b"\x00"),
+    ):
+        with pytest.raises(MalformedData):
+            check_sealed_package(tampered, prepared, value)
 
 
 @pytest.mark.parametrize(
