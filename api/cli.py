@@ -331,12 +331,24 @@ def ca_import_root(file: Path) -> None:
 
 @ca_app.command("crl")
 @handle_errors
-def ca_crl(output: Annotated[Path | None, typer.Option("-o")] = None) -> None:
-    """签发当前 CRL / issue the current CRL (PEM)."""
-    from seal_registry.pki import current_crl
+def ca_crl(
+    output: Annotated[Path | None, typer.Option("-o")] = None,
+    interop: Annotated[
+        bool, typer.Option("--interop", help="PAdES 互通 CA（ECDSA）的 CRL / the PAdES interop CA's CRL")
+    ] = False,
+) -> None:
+    """签发当前 CRL / issue the current CRL (PEM); --interop: that of the PAdES interop CA."""
+    from gmpki.crl_interop import interop_crl_pem
+    from seal_registry.pki import current_crl, interop_crl_material, sign_interop_crl
 
-    with service() as ctx, ctx.sessions() as s:
-        pem = current_crl(s, ctx.keystore).to_pem()
+    with service() as ctx:
+        if interop:
+            with ctx.sessions() as s:
+                material = interop_crl_material(s)
+            pem = interop_crl_pem(sign_interop_crl(material, ctx.keystore))
+        else:
+            with ctx.sessions() as s:
+                pem = current_crl(s, ctx.keystore).to_pem()
     if output:
         output.write_text(pem)
     else:

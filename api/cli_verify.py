@@ -26,7 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from core.errors import ConfigurationError, EsealError, InvalidInput
-from gmpki.crl import CertificateRevocationList, load_crl
+from gmpki.crl import CertificateRevocationList
+from gmpki.crl_interop import load_any_crl
 from gmpki.x509 import Certificate
 from verify import (
     DocumentReport,
@@ -42,6 +43,7 @@ from verify import (
 from verify.interop import InteropAnchorSource, InteropTrustSource
 from verify.report import CertificateSummary, CheckResult, SubIndication, iso
 from verify.snapshot_trust import SnapshotTrustSource
+from verify.trust import interop_crls_of
 
 from .cli import err, out, service
 from .cli_seal import safe
@@ -97,6 +99,9 @@ class CombinedTrustSource:
         found = (d for s in self.sources if isinstance(s, InteropAnchorSource) for d in s.interop_anchors(at))
         return tuple(dict.fromkeys(found))
 
+    def interop_crls(self, at: dt.datetime) -> Sequence[bytes]:
+        return tuple(dict.fromkeys(d for s in self.sources for d in interop_crls_of(s, at)))
+
 
 def _unique(certs: Iterator[Certificate] | Sequence[Certificate]) -> tuple[Certificate, ...]:
     seen: set[bytes] = set()
@@ -146,8 +151,10 @@ def trust_from_options(
                 raise ConfigurationError(
                     "--crl 需要与 --trust 或 --local 一起使用", "--crl needs --trust or --local"
                 )
-            lists = tuple(load_crl(_read(p, "CRL 文件", "CRL file")) for p in crl)
-            sources.append(FileTrustSource((), (), lists))
+            lists = [load_any_crl(_read(p, "CRL 文件", "CRL file")) for p in crl]
+            sm2_lists = tuple(c for c in lists if isinstance(c, CertificateRevocationList))
+            others = tuple(c for c in lists if isinstance(c, bytes))
+            sources.append(InteropTrustSource(FileTrustSource((), (), sm2_lists), (), others))
         if local:
             from datetime import timedelta
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from asn1crypto import pem
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from core.audit import append as audit_append
@@ -21,6 +21,7 @@ from core.errors import Conflict, InvalidInput, KeyStoreError, NotFound, NotUsab
 from core.settings import Settings
 from gmpki import ca
 from gmpki.crl import REASONS, CertificateRevocationList, RevokedCertificate, build_crl
+from gmpki.crl_interop import build_interop_crl
 from gmpki.sm3 import sm3_hex
 from gmpki.x509 import Certificate, build_name, load_certificate_der
 from gmpki.x509_interop import (
@@ -225,7 +226,7 @@ def revoke_certificate(session: Session, cert_id: int, *, reason: str, actor: st
     row = session.scalar(select(PkiCertificate).where(PkiCertificate.id == cert_id).with_for_update())
     if row is None:
         raise NotFound(f"证书 {cert_id} 不存在", f"Certificate {cert_id} not found")
-    if row.role == CertRole.ROOT.value:
+    if row.role in (CertRole.ROOT.value, CertRole.PADES_ROOT.value):
         raise Conflict("不能吊销根证书", "The root certificate cannot be revoked here")
     if row.revoked_at is not None:
         raise Conflict(f"证书 {cert_id} 已吊销", f"Certificate {cert_id} is already revoked")
@@ -535,3 +536,69 @@ def pades_trust_anchors(session: Session) -> list[bytes]:
         )
     ).all()
     return [r.der for r in rows]
+
+
+@dataclass(frozen=True)
+class InteropCrlMaterial:
+    """What the PAdES interop CRL says: the interop root (DER), its key and what it revoked."""
+
+    issuer_der: bytes
+    key_id: str
+    revoked: tuple[RevokedCertificate, ...]
+
+
+def _pades_revoked_filter(root: PkiCertificate) -> tuple[ColumnElement[bool], ...]:
+    return (
+        PkiCertificate.revoked_at.is_not(None),
+        PkiCertificate.issuer == root.subject,
+        PkiCertificate.role.in_([CertRole.PADES_DEPARTMENT.value, CertRole.PADES_TSA.value]),
+    )
+
+
+def interop_crl_state(session: Session) -> tuple[int, int, datetime | None] | None:
+    """(interop root id, number and latest time of its revocations), or None before :func:`init_pades`:
+    what the interop CRL depends on, so a cache keyed by it is rebuilt on every revocation."""
+    if not pades_ready(session):
+        return None
+    root = current_certificate(session, CertRole.PADES_ROOT)
+    count, latest = session.execute(
+        select(func.count(), func.max(PkiCertificate.revoked_at)).where(*_pades_revoked_filter(root))
+    ).one()
+    return root.id, int(count or 0), latest
+
+
+def interop_crl_material(session: Session) -> InteropCrlMaterial:
+    """The PAdES interop root and every certificate it issued and revoked (no signing: see
+    :func:`sign_interop_crl`). NotFound before :func:`init_pades`."""
+    root = current_certificate(session, CertRole.PADES_ROOT)
+    if root.key_id is None:
+        raise InvalidInput(f"证书 {root.id} 没有本地密钥", f"Certificate {root.id} has no local key")
+    revoked = session.scalars(select(PkiCertificate).where(*_pades_revoked_filter(root))).all()
+    return InteropCrlMaterial(
+        root.der,
+        root.key_id,
+        tuple(
+            RevokedCertificate(int(r.serial_hex, 16), r.revoked_at, r.revocation_reason)
+            for r in revoked
+            if r.revoked_at is not None
+        ),
+    )
+
+
+def sign_interop_crl(material: InteropCrlMaterial, keystore: KeyStore) -> bytes:
+    """A fresh, short-lived RFC 5280 CRL (DER, ECDSA P-256 with SHA-256) of ``material``, signed in
+    the key store by the interop root's key. Needs no session of the caller's (see :func:`sign_crl`)."""
+    now = utcnow()
+    return build_interop_crl(
+        sign=_store_sign(keystore, material.key_id),
+        issuer_certificate=material.issuer_der,
+        this_update=now,
+        next_update=now + CRL_VALIDITY,
+        revoked=material.revoked,
+        crl_number=int(now.timestamp()),
+    )
+
+
+def current_interop_crl(session: Session, keystore: KeyStore) -> bytes:
+    """A fresh CRL (DER) of every certificate the PAdES interop root issued and revoked."""
+    return sign_interop_crl(interop_crl_material(session), keystore)

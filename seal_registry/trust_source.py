@@ -1,7 +1,8 @@
-"""The local registry as the verifier's trust source: its CA, its CRL and the life of its seals.
+"""The local registry as the verifier's trust source: its CA, its CRLs and the life of its seals.
 
 :class:`RegistryTrustSource` implements :class:`verify.TrustSource`. Trust anchors are the region
-root and imported anchors; the CRL is the region's current one; a seal's status is read from its
+root and imported anchors; the CRL is the region's current one (and, for ECDSA/RSA signatures, the
+PAdES interop root and its CRL: ``interop_anchors`` / ``interop_crls``); a seal's status is read from its
 event history, so a verifier asking "at ``at``" gets the state the seal was in then and the time it
 entered that state. The verifier compares that time with the signing time: a signature claimed
 before a later cancellation stays valid, one made after it fails (``verify.checks``).
@@ -23,11 +24,11 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, ScalarSelect, bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +67,7 @@ INERT_ACTIONS: Final = frozenset(
 MAX_CARRY_GAP: Final = 256
 
 Stamp = tuple[int, ...]
+T = TypeVar("T")
 _ACTIONS_BETWEEN: Final = (
     select(AuditEntry.action)
     .where(AuditEntry.seq > bindparam("after"), AuditEntry.seq <= bindparam("upto"))
@@ -90,6 +92,37 @@ class _Tracked:
     tracked: bool
 
 
+class _SignedCache(Generic[T]):
+    """One signed artefact (a CRL) kept by the key of what it was built from, rebuilt when the key
+    changes or it is older than ``refresh`` seconds. One thread builds while the others wait holding
+    no connection: signing needs one of the key store's (a soft key store reads its key from the
+    database), and waiters holding the pool's would starve it. ``build`` reads the database after
+    the key was read, so what it signs is never older than the key."""
+
+    def __init__(self, refresh: float) -> None:
+        self._refresh = refresh
+        self._kept: tuple[tuple[object, ...], float, T] | None = None
+        self._lock = threading.Lock()
+
+    def _fresh(self, key: tuple[object, ...]) -> T | None:
+        kept = self._kept
+        if kept is not None and kept[0] == key and time.monotonic() - kept[1] < self._refresh:
+            return kept[2]
+        return None
+
+    def get(self, key: tuple[object, ...], build: Callable[[], T]) -> T:
+        found = self._fresh(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._fresh(key)
+            if found is not None:
+                return found
+            value = build()
+            self._kept = (key, time.monotonic(), value)
+            return value
+
+
 class RegistryView:
     """The registry's answers as of one stamp, filled lazily and shared by every verification that
     read the same stamp (thread-safe: a race only reads the same facts twice)."""
@@ -100,6 +133,7 @@ class RegistryView:
         self._anchors: tuple[Certificate, ...] | None = None
         self._interop: tuple[bytes, ...] | None = None
         self._crl_key: tuple[object, ...] | None = None
+        self._interop_crl_key: tuple[object, ...] | None = None
         self._seals: LruCache[bytes, _SealRecord] = LruCache(MAX_CACHED_SEALS)
         self._absent: LruCache[str, _Tracked] = LruCache(MAX_CACHED_SEALS)
 
@@ -139,6 +173,18 @@ class RegistryView:
                 ).one()
             self._crl_key = (root.id, count, latest)
         return (self.source.crl_for(self._crl_key),)
+
+    def interop_crls(self, at: datetime) -> Sequence[bytes]:
+        """The PAdES interop root's CRL (DER; ``verify.trust.InteropCrlSource``), rebuilt on a revocation
+        exactly as :meth:`crls`; none without a key store or before the interop root exists."""
+        if self.source.keystore is None:
+            return ()
+        if self._interop_crl_key is None:
+            with self.source.sessions() as s:
+                self._interop_crl_key = (pki.interop_crl_state(s),)
+        if self._interop_crl_key[0] is None:
+            return ()
+        return (self.source.interop_crl_for(self._interop_crl_key),)
 
     # -- seals --
     def seal_status(self, es_id: str, seal_sm3: bytes, at: datetime) -> SealStatusFact | None:
@@ -188,7 +234,7 @@ class RegistryView:
 
 
 class RegistryTrustSource:
-    """Trust from the registry database. ``keystore`` signs the CRL (without one, no CRL is offered);
+    """Trust from the registry database. ``keystore`` signs the CRLs (without one, none is offered);
     ``region_code`` names the region whose esIDs this registry answers for, besides its departments'.
 
     The trust-source methods answer from the current :class:`RegistryView` (one stamp query each);
@@ -211,9 +257,8 @@ class RegistryTrustSource:
         self.keystore = keystore
         self.name = name
         self.region_code = region_code
-        self._crl_refresh = crl_refresh_seconds
-        self._crl: tuple[tuple[object, ...], float, CertificateRevocationList] | None = None
-        self._crl_build = threading.Lock()
+        self._crl: _SignedCache[CertificateRevocationList] = _SignedCache(crl_refresh_seconds)
+        self._interop_crl: _SignedCache[bytes] = _SignedCache(crl_refresh_seconds)
         self._view: RegistryView | None = None
         self._view_lock = threading.Lock()
         self._stamp_statement = select(*self.stamp_columns())  # built once: compiled once, cached
@@ -279,28 +324,34 @@ class RegistryTrustSource:
     def crls(self, at: datetime) -> Sequence[CertificateRevocationList]:
         return self.consistent_view().crls(at)
 
+    def interop_crls(self, at: datetime) -> Sequence[bytes]:
+        return self.consistent_view().interop_crls(at)
+
     def seal_status(self, es_id: str, seal_sm3: bytes, at: datetime) -> SealStatusFact | None:
         return self.consistent_view().seal_status(es_id, seal_sm3, at)
 
     # -- shared by the views --
     def crl_for(self, key: tuple[object, ...]) -> CertificateRevocationList:
-        """The signed CRL for ``key`` (root, number and latest time of revocations), rebuilt when the
-        key changes or the CRL is older than the refresh period. One thread builds it while the
-        others wait holding no connection: signing needs one of the key store's (a soft key store
-        reads its key from the database), and waiters holding the pool's would starve it."""
-        cached = self._crl
-        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < self._crl_refresh:
-            return cached[2]
+        """The signed SM2 CRL for ``key`` (root, number and latest time of revocations), rebuilt when
+        the key changes or the CRL is older than the refresh period (see :class:`_SignedCache`)."""
+        return self._crl.get(key, self._build_crl)
+
+    def interop_crl_for(self, key: tuple[object, ...]) -> bytes:
+        """The signed PAdES interop CRL (DER) for ``key`` (:func:`pki.interop_crl_state`), kept and
+        rebuilt like :meth:`crl_for`."""
+        return self._interop_crl.get(key, self._build_interop_crl)
+
+    def _build_crl(self) -> CertificateRevocationList:
         assert self.keystore is not None
-        with self._crl_build:
-            cached = self._crl
-            if cached is not None and cached[0] == key and time.monotonic() - cached[1] < self._crl_refresh:
-                return cached[2]
-            with self.sessions() as s:
-                material = pki.crl_material(s)
-            crl = pki.sign_crl(material, self.keystore)  # read after ``key``: never older than it
-            self._crl = (key, time.monotonic(), crl)
-            return crl
+        with self.sessions() as s:
+            material = pki.crl_material(s)
+        return pki.sign_crl(material, self.keystore)  # signed with the session closed
+
+    def _build_interop_crl(self) -> bytes:
+        assert self.keystore is not None
+        with self.sessions() as s:
+            material = pki.interop_crl_material(s)
+        return pki.sign_interop_crl(material, self.keystore)
 
     def serves(self, session: Session, region: str) -> bool:
         """The registry's own region, or one of its departments' (each allocates esIDs)."""

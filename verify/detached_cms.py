@@ -18,7 +18,7 @@ signed attributes exactly as read. Checks, with the engine's ids:
 * ``signer.certificate_chain`` — SM2: :mod:`gmpki.path_validation` to the trust source's SM2
   anchors (embedded certificates help build the path); ECDSA/RSA: pyhanko-certvalidator to the
   interop anchors (:mod:`verify.interop`), as for PDF;
-* ``signer.certificate_revocation`` — SM2: the trust source's CRLs; ECDSA/RSA: no source yet;
+* ``signer.certificate_revocation`` — SM2: the trust source's CRLs; ECDSA/RSA: its interop CRLs;
 * ``timestamp.token`` — the first signatureTimeStampToken: signature, imprint over the signature
   value, TSA chain.
 
@@ -53,7 +53,7 @@ from .interop import (
     brief,
     check_signature_timestamp,
     interop_chain,
-    interop_revocation_skipped,
+    interop_revocation,
     signer_validity,
 )
 from .policy import SM2_WITH_SM3
@@ -401,7 +401,9 @@ def _trust_checks(cms: _Cms, ctx: Context) -> dict[str, CheckResult]:
         out["signer.certificate_chain"] = interop_chain(
             "signer.certificate_chain", cms.signer, parsed.certificates, when, ctx
         )
-        out["signer.certificate_revocation"] = interop_revocation_skipped(ctx)
+        out["signer.certificate_revocation"] = interop_revocation(
+            cms.signer, parsed.certificates, claimed or ctx.at, ctx, proven=proven
+        )
     return out
 
 

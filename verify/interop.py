@@ -8,7 +8,9 @@ certificates of any key type. ECDSA/RSA certificate paths are validated by pyhan
 against those anchors, SM2 ones by :mod:`gmpki.path_validation` against the SM2 anchors.
 
 Also here, for any key type: the signer certificate's validity at the signing time and the RFC 3161
-signatureTimeStampToken check (signature, imprint over the signature value, TSA chain).
+signatureTimeStampToken check (signature, imprint over the signature value, TSA chain); and, for
+ECDSA/RSA, revocation against the trust source's interop CRLs (``verify.trust.InteropCrlSource``,
+e.g. the registry's PAdES interop CRL) with the SM2 path's time rules.
 
 Kept free of pyHanko's PDF machinery, and pyhanko-certvalidator is imported only when an ECDSA/RSA
 certificate is validated, so the engine (and verifying an SM2 CMS) loads neither.
@@ -19,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
+from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 
 from core.errors import ConfigurationError, EsealError
 from gmpki.ca import import_ca_certificates
-from gmpki.crl import CertificateRevocationList, load_crl
+from gmpki.crl import CRL_MAX_SIZE, CertificateRevocationList
+from gmpki.crl_interop import load_any_crl
+from gmpki.der import asn1_guard, load_der
 from gmpki.path_validation import PathValidationError, validate_path
 from gmpki.tsp import TimestampVerification, verify_token
 from gmpki.x509 import Certificate, load_certificate_der
@@ -37,11 +43,21 @@ from gmpki.x509_interop import (
     load_interop_certificate,
     load_interop_certificates,
     require_ca,
+    verify_with_spki,
 )
 
 from .checks import Context, fmt_time
 from .report import CheckResult, Result, SubIndication
-from .trust import _CRL_SUFFIXES, FileTrustSource, SealStatusFact, TrustSource, _files, _load, _unique
+from .trust import (
+    _CRL_SUFFIXES,
+    FileTrustSource,
+    SealStatusFact,
+    TrustSource,
+    _files,
+    _load,
+    _unique,
+    interop_crls_of,
+)
 
 if TYPE_CHECKING:
     from pyhanko_certvalidator import ValidationContext
@@ -62,10 +78,12 @@ class InteropAnchorSource(Protocol):
 @dataclass(frozen=True)
 class InteropTrustSource:
     """``base``'s SM2 anchors, CRLs and seal status, plus ``anchors``: CA certificates of any key
-    type (DER), such as the region's PAdES interop root."""
+    type (DER), such as the region's PAdES interop root, and ``revocation_lists``: their CRLs (DER)."""
 
     base: TrustSource | None
     anchors: tuple[bytes, ...] = field(default=(), repr=False)
+    # DER CRLs of ECDSA/RSA CAs, consulted besides the base's (``verify.trust.InteropCrlSource``).
+    revocation_lists: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         for der in self.anchors:
@@ -85,6 +103,9 @@ class InteropTrustSource:
 
     def interop_anchors(self, at: dt.datetime) -> Sequence[bytes]:
         return self.anchors
+
+    def interop_crls(self, at: dt.datetime) -> Sequence[bytes]:
+        return (*interop_crls_of(self.base, at), *self.revocation_lists)
 
     @classmethod
     def from_paths(cls, paths: Iterable[Path | str], base: TrustSource | None = None) -> InteropTrustSource:
@@ -121,7 +142,8 @@ class InteropTrustSource:
     ) -> InteropTrustSource:
         """CA certificates of any key type and CRLs, from files or directories (as
         :meth:`FileTrustSource.from_paths` reads them): SM2 certificates become the anchors of a
-        :class:`FileTrustSource` (with the CRLs), the others interop anchors."""
+        :class:`FileTrustSource` (with the SM2 CRLs), the others interop anchors (with the other
+        CRLs, e.g. the PAdES interop CRL of ``eseal ca crl --interop``)."""
         files = _files(paths)
         crl_files = [f for f in files if f.suffix.lower() in _CRL_SUFFIXES] + _files(crls)
         sm2: list[Certificate] = []
@@ -133,8 +155,11 @@ class InteropTrustSource:
                 others += found_others
         if not sm2 and not others:
             raise ConfigurationError("未找到任何信任锚证书", "no trust anchor certificate found")
-        base = FileTrustSource(tuple(_unique(sm2)), (), tuple(_load(p, load_crl) for p in crl_files))
-        return cls(base, tuple(dict.fromkeys(others)))
+        lists = [_load(p, load_any_crl) for p in crl_files]
+        sm2_crls = tuple(c for c in lists if isinstance(c, CertificateRevocationList))
+        others_crls = tuple(c for c in lists if isinstance(c, bytes))
+        base = FileTrustSource(tuple(_unique(sm2)), (), sm2_crls)
+        return cls(base, tuple(dict.fromkeys(others)), others_crls)
 
 
 def _split_anchors(raw: bytes) -> tuple[list[Certificate], list[bytes]]:
@@ -198,6 +223,19 @@ def _skipped(cid: str, zh: str, en: str) -> CheckResult:
 
 
 # --- certificates -----------------------------------------------------------------------------------------
+def _helpers(cert: InteropCertificate, others: Sequence[bytes]) -> list[asn1_x509.Certificate]:
+    """``others`` but ``cert`` itself, parsed: untrusted certificates that may help build a path."""
+    helpers: list[asn1_x509.Certificate] = []
+    for der in others:
+        if der == cert.der:
+            continue
+        try:
+            helpers.append(load_interop_certificate(der).asn1)
+        except EsealError:
+            continue  # an unreadable extra certificate cannot be part of any path
+    return helpers
+
+
 def interop_chain(
     cid: str, cert: InteropCertificate, others: Sequence[bytes], when: dt.datetime, ctx: Context
 ) -> CheckResult:
@@ -218,16 +256,10 @@ def interop_chain(
     from pyhanko_certvalidator.errors import PathBuildingError, RevokedError
 
     at = max(cert.not_before, min(when, cert.not_after))
-    helpers: list[asn1_x509.Certificate] = []
-    for der in others:
-        if der == cert.der:
-            continue
-        try:
-            helpers.append(load_interop_certificate(der).asn1)
-        except EsealError:
-            continue  # an unreadable extra certificate cannot be part of any path
     validator = CertificateValidator(
-        cert.asn1, intermediate_certs=helpers, validation_context=certvalidator_context(ctx.trust, at)
+        cert.asn1,
+        intermediate_certs=_helpers(cert, others),
+        validation_context=certvalidator_context(ctx.trust, at),
     )
     try:
         path = run_blocking(lambda: asyncio.run(validator.async_validate_path()))
@@ -319,7 +351,7 @@ def signer_validity(
 
 
 def interop_revocation_skipped(ctx: Context) -> CheckResult:
-    """``signer.certificate_revocation`` for ECDSA/RSA certificates, which have no CRL source yet."""
+    """``signer.certificate_revocation`` for an ECDSA/RSA certificate whose issuer no CRL covers."""
     cid = "signer.certificate_revocation"
     if ctx.policy.require_revocation:
         return _r(
@@ -331,6 +363,186 @@ def interop_revocation_skipped(ctx: Context) -> CheckResult:
         )
     return _skipped(
         cid, "ECDSA/RSA 互通证书没有撤销信息来源", "no revocation source for ECDSA/RSA interop certificates"
+    )
+
+
+def _interop_crls(ctx: Context) -> tuple[asn1_crl.CertificateList, ...]:
+    """The trust source's ECDSA/RSA CRLs at the validation time (they speak for every earlier time
+    too, as in ``verify.checks``); unreadable ones are left out (they cannot cover anyone)."""
+    out: list[asn1_crl.CertificateList] = []
+    for der in interop_crls_of(ctx.trust, ctx.at):
+        try:
+            crl = load_der(asn1_crl.CertificateList, der, max_size=CRL_MAX_SIZE, what_zh="CRL", what_en="CRL")
+            with asn1_guard("CRL", "CRL"):
+                crl.issuer.dump()
+        except EsealError:
+            continue
+        out.append(crl)
+    return tuple(out)
+
+
+def _crl_signed_by(crl: asn1_crl.CertificateList, issuer: asn1_x509.Certificate) -> bool:
+    try:
+        if crl["signature_algorithm"].hash_algo != "sha256" or crl.issuer != issuer.subject:
+            return False
+        tbs = crl["tbs_cert_list"].dump()
+        return verify_with_spki(issuer.public_key.dump(), tbs, crl.signature)
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+def _revoked_entry(
+    crls: Sequence[asn1_crl.CertificateList], child: asn1_x509.Certificate, issuer: asn1_x509.Certificate
+) -> dt.datetime | None:
+    """When ``child`` was revoked per a CRL ``issuer`` signed; None when no such CRL lists it."""
+    serial = child.serial_number
+    for crl in crls:
+        if not _crl_signed_by(crl, issuer):
+            continue
+        for entry in crl["tbs_cert_list"]["revoked_certificates"]:
+            if entry["user_certificate"].native != serial:
+                continue
+            if entry.crl_reason_value is not None and entry.crl_reason_value.native == "remove_from_crl":
+                continue
+            revoked: dt.datetime = entry["revocation_date"].native
+            return revoked
+    return None
+
+
+def _path_revocations(
+    certs: Sequence[asn1_x509.Certificate], crls: Sequence[asn1_crl.CertificateList]
+) -> list[tuple[InteropCertificate, dt.datetime]]:
+    """Every certificate of the path (root first) listed as revoked by a CRL of its issuer."""
+    out: list[tuple[InteropCertificate, dt.datetime]] = []
+    for issuer, child in itertools.pairwise(certs):
+        revoked = _revoked_entry(crls, child, issuer)
+        if revoked is not None:
+            out.append((load_interop_certificate(child.dump()), revoked))
+    return out
+
+
+def interop_revocation(
+    cert: InteropCertificate,
+    others: Sequence[bytes],
+    when: dt.datetime,
+    ctx: Context,
+    *,
+    proven: dt.datetime | None = None,
+) -> CheckResult:
+    """``signer.certificate_revocation`` for an ECDSA/RSA signer certificate signed at ``when`` (the
+    claimed time, else the validation time), with the SM2 path's rules (``verify.checks``): the
+    trust source's interop CRLs (:class:`verify.trust.InteropCrlSource`) go to pyhanko-certvalidator
+    in hard-fail mode, so a revocation before ``when`` is REVOKED; one after it is REVOKED_NO_POE
+    unless ``proven`` (a trusted time-stamp's time) shows the signature existed before it. With no
+    CRL of the certificate's issuer, as before: skipped (or TRY_LATER when the policy requires it)."""
+    cid = "signer.certificate_revocation"
+    crls = _interop_crls(ctx)
+    if not any(crl.issuer == cert.asn1.issuer for crl in crls):
+        return interop_revocation_skipped(ctx)
+    who = cert.describe()
+    anchors = interop_anchors_of(ctx.trust, ctx.at)
+    if not anchors:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"未配置 ECDSA/RSA 互通信任锚，签名者证书 {who} 的撤销状态未检查",
+            f"no ECDSA/RSA interop trust anchor is configured, so revocation of the signer certificate "
+            f"{who} was not checked",
+            SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+        )
+    from pyhanko_certvalidator import CertificateValidator, ValidationContext
+    from pyhanko_certvalidator.errors import PathBuildingError, RevokedError
+
+    at = max(cert.not_before, min(when, cert.not_after))
+    context = ValidationContext(
+        trust_roots=list(anchors),
+        moment=at,
+        allow_fetching=False,
+        crls=list(crls),
+        revocation_mode="hard-fail",
+        # CRLs issued now speak for the earlier signing time (revocations carry their dates).
+        retroactive_revinfo=True,
+    )
+    validator = CertificateValidator(
+        cert.asn1, intermediate_certs=_helpers(cert, others), validation_context=context
+    )
+    try:
+        path = run_blocking(lambda: asyncio.run(validator.async_validate_path()))
+    except RevokedError as exc:
+        return _r(
+            cid,
+            Result.FAILED,
+            f"签名者证书 {who} 或其证书链在签名时间 {fmt_time(at)} 之前已被撤销（{brief(exc)}）",
+            f"the signer certificate {who} or its chain was revoked before the signing time "
+            f"{fmt_time(at)} ({brief(exc)})",
+            SubIndication.REVOKED,
+        )
+    except PathBuildingError as exc:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"无法构建签名者证书链，撤销状态未检查（{brief(exc)}）",
+            f"no chain for the signer certificate, so revocation was not checked ({brief(exc)})",
+            SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+        )
+    except Exception as exc:
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"签名者证书 {who} 撤销状态无法确定（{brief(exc)}）",
+            f"the revocation status of the signer certificate {who} is unknown ({brief(exc)})",
+            SubIndication.TRY_LATER,
+        )
+    listed = _path_revocations(list(path.iter_certs(include_root=True)), crls)
+    until = proven or ctx.at
+    # certvalidator counts a revocation at the very signing time as not yet effective; it is not
+    # after the signing time either, so it is REVOKED here (the SM2 path's ``revoked_at <= at``).
+    before = [(c, t) for c, t in listed if t <= at]
+    if before:
+        revoked_cert, revoked_at = before[0]
+        return _r(
+            cid,
+            Result.FAILED,
+            f"证书 {revoked_cert.describe()} 于 {fmt_time(revoked_at)} 被撤销，不晚于签名时间 {fmt_time(at)}",
+            f"certificate {revoked_cert.describe()} was revoked at {fmt_time(revoked_at)}, not after the "
+            f"signing time {fmt_time(at)}",
+            SubIndication.REVOKED,
+        )
+    later = [(c, t) for c, t in listed if at < t <= until]
+    if later:
+        revoked_cert, revoked_at = later[0]
+        return _r(
+            cid,
+            Result.INDETERMINATE,
+            f"证书 {revoked_cert.describe()} 于 {fmt_time(revoked_at)} 被撤销，晚于声明的签名时间 "
+            f"{fmt_time(when)}，但签名时间没有时间戳证明",
+            f"certificate {revoked_cert.describe()} was revoked at {fmt_time(revoked_at)}, after the claimed "
+            f"signing time {fmt_time(when)}, which no time-stamp proves",
+            SubIndication.REVOKED_NO_POE,
+        )
+    if proven is not None:
+        after = [(c, t) for c, t in listed if t > max(at, proven)]
+        note_zh = note_en = ""
+        if after:
+            revoked_cert, revoked_at = after[0]
+            note_zh = f"；证书 {revoked_cert.describe()} 于 {fmt_time(revoked_at)} 被撤销，晚于时间戳时间"
+            note_en = (
+                f"; certificate {revoked_cert.describe()} was revoked at {fmt_time(revoked_at)}, after the "
+                "time-stamp"
+            )
+        return _r(
+            cid,
+            Result.PASSED,
+            f"签名者证书 {who} 及其证书链在 {fmt_time(at)} 未被撤销（依据 CRL），"
+            f"时间戳证明签名在 {fmt_time(proven)} 已存在{note_zh}",
+            f"the signer certificate {who} and its chain were not revoked at {fmt_time(at)} (per CRL), "
+            f"and a time-stamp proves the signature existed at {fmt_time(proven)}{note_en}",
+        )
+    return _r(
+        cid,
+        Result.PASSED,
+        f"签名者证书 {who} 及其证书链在 {fmt_time(at)} 未被撤销（依据 CRL）",
+        f"the signer certificate {who} and its chain were not revoked at {fmt_time(at)} (per CRL)",
     )
 
 
@@ -428,6 +640,7 @@ __all__ = [
     "check_signature_timestamp",
     "interop_anchors_of",
     "interop_chain",
+    "interop_revocation",
     "interop_revocation_skipped",
     "run_blocking",
     "signer_validity",

@@ -22,8 +22,10 @@ each signature field that holds a value:
 Trust. ECDSA/RSA signatures chain to the *interop* anchors of :mod:`verify.interop`
 (:class:`InteropTrustSource`, re-exported here), SM2 ones to the trust source's SM2 anchors.
 
-Not verified yet: document time-stamps (``/DocTimeStamp``), reported as indeterminate; revocation
-of ECDSA/RSA certificates (no CRL source for the interop hierarchy).
+Revocation of ECDSA/RSA certificates: the trust source's interop CRLs (``interop_crls``, e.g. the
+region's PAdES interop CRL), through :func:`verify.interop.interop_revocation`; skipped when no CRL
+covers the issuer. Not verified yet: document time-stamps (``/DocTimeStamp``), reported as
+indeterminate.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from .interop import (
     certvalidator_context,
     check_signature_timestamp,
     interop_anchors_of,
-    interop_revocation_skipped,
+    interop_revocation,
     run_blocking,
     signer_validity,
 )
@@ -485,9 +487,18 @@ def _pades_checks(sig: _Sig, ctx: Context) -> dict[str, CheckResult]:
     computed = sig.emb.compute_digest()
     out["document.data_hash"] = _data_hash(status.intact, computed, None, status.md_algorithm.upper())
     out["signer.certificate_chain"] = _pades_chain(status, sig, ctx)
-    out["signer.certificate_revocation"] = interop_revocation_skipped(ctx)
+    out["signer.certificate_revocation"] = _pades_revocation(sig, ctx)
     sig.coverage, sig.docmdp_ok, sig.diff_result = status.coverage, status.docmdp_ok, status.diff_result
     return out
+
+
+def _pades_revocation(sig: _Sig, ctx: Context) -> CheckResult:
+    """Judged at the claimed signing time; a verified time-stamp proves the signature existed at its
+    time, so a revocation after that does not matter (the CMS verifier's rule)."""
+    assert sig.signer is not None and sig.emb is not None
+    others = [c.dump() for c in sig.emb.other_embedded_certs]
+    proven = sig.timestamp.gen_time if sig.timestamp is not None else None
+    return interop_revocation(sig.signer, others, sig.claimed_time or ctx.at, ctx, proven=proven)
 
 
 def _pades_chain(status: PdfSignatureStatus, sig: _Sig, ctx: Context) -> CheckResult:

@@ -1,4 +1,5 @@
-"""Where trust comes from: trust anchors, intermediates, CRLs and seal status.
+"""Where trust comes from: trust anchors, intermediates, CRLs and seal status (and, optionally,
+ECDSA/RSA CRLs: :class:`InteropCrlSource`).
 
 :class:`TrustSource` is the interface the engine asks; :class:`FileTrustSource` answers from
 certificate and CRL files (offline verification). The seal registry implements the same protocol
@@ -84,6 +85,24 @@ def vouched_by(trust: object, certificate: Certificate, anchor: Certificate) -> 
 
 
 @runtime_checkable
+class InteropCrlSource(Protocol):
+    """A trust source that also has CRLs (DER, RFC 5280) of ECDSA/RSA CAs, such as the region's PAdES
+    interop root, for signatures that ``verify.interop`` validates with pyhanko-certvalidator.
+    Optional: without it, ECDSA/RSA certificates have no revocation source."""
+
+    def interop_crls(self, at: dt.datetime) -> Sequence[bytes]:
+        """DER CRLs to consult for ECDSA/RSA certificate paths (empty: none)."""
+        ...
+
+
+def interop_crls_of(trust: object, at: dt.datetime) -> tuple[bytes, ...]:
+    """``trust.interop_crls(at)`` when the source offers it, else none."""
+    if trust is None or not isinstance(trust, InteropCrlSource):
+        return ()
+    return tuple(trust.interop_crls(at))
+
+
+@runtime_checkable
 class ConsistentSource(Protocol):
     """A trust source over changing state (a registry database) that can fix that state for one
     verification: every question of the verification goes to the view it returns, which may then
@@ -108,6 +127,7 @@ class MemoTrustSource:
         self._intermediates: dict[dt.datetime, Sequence[Certificate]] = {}
         self._crls: dict[dt.datetime, Sequence[CertificateRevocationList]] = {}
         self._interop: dict[dt.datetime, Sequence[bytes]] = {}
+        self._interop_crls: dict[dt.datetime, Sequence[bytes]] = {}
 
     @property
     def base(self) -> TrustSource:
@@ -140,6 +160,12 @@ class MemoTrustSource:
             ask = getattr(self.base, "interop_anchors", None)
             self._interop[at] = tuple(ask(at)) if callable(ask) else ()
         return self._interop[at]
+
+    def interop_crls(self, at: dt.datetime) -> Sequence[bytes]:
+        """The base's ECDSA/RSA CRLs (:class:`InteropCrlSource`); none without them."""
+        if at not in self._interop_crls:
+            self._interop_crls[at] = interop_crls_of(self.base, at)
+        return self._interop_crls[at]
 
     def vouched_by(self, certificate: Certificate, anchor: Certificate) -> str | None:
         return vouched_by(self.base, certificate, anchor)

@@ -1,4 +1,4 @@
-"""The region's certificates and CRL (public), certificate management (admin), keys (admin)."""
+"""The region's certificates and CRLs (public), certificate management (admin), keys (admin)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,20 @@ def certificate_pem(cert_id: int, ctx: ServiceContext = Depends(get_context)) ->
 def crl(ctx: ServiceContext = Depends(get_context)) -> Response:  # noqa: B008
     with ctx.sessions() as s:
         der = pki.current_crl(s, ctx.keystore).der
+    return Response(der, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=300"})
+
+
+@router.get(
+    "/ca/crl/interop",
+    response_class=Response,
+    responses={200: {"content": {"application/pkix-crl": {}}}},
+    summary="PAdES 互通 CA 当前证书吊销列表 Current CRL of the PAdES interop CA (DER, ECDSA)",
+)
+def interop_crl(ctx: ServiceContext = Depends(get_context)) -> Response:  # noqa: B008
+    with ctx.sessions() as s:
+        material = pki.interop_crl_material(s)
+    # Signed with the session closed: a soft key store reads the key through a connection of its own.
+    der = pki.sign_interop_crl(material, ctx.keystore)
     return Response(der, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=300"})
 
 

@@ -71,3 +71,30 @@ def test_keys_and_errors_are_one_line(var_dir: Path) -> None:
     assert code == 0 and "extra-p256" in output
     code, output = run("keys", "generate", "extra-p256", "--algorithm", "ec-p256")
     assert code == 2 and "Traceback" not in output and "conflict" in output
+
+
+def test_ca_crl_interop_lists_a_revoked_pades_certificate(var_dir: Path, tmp_path: Path) -> None:
+    from asn1crypto import crl as asn1_crl
+    from asn1crypto import pem as asn1_pem
+
+    assert run("init", "--demo")[0] == 0
+    with sqlite3.connect(var_dir / "eseal.db") as db:
+        rows = dict(db.execute("select role, id from pki_certificates where role like 'pades_%'").fetchall())
+        (serial,) = db.execute("select serial_hex from pki_certificates where role = 'pades_tsa'").fetchone()
+    code, output = run("ca", "revoke", str(rows["pades_tsa"]), "--reason", "superseded")
+    assert code == 0, output
+    code, output = run("ca", "revoke", str(rows["pades_root"]))
+    assert code == 2 and "conflict" in output
+    out = tmp_path / "interop.pem"
+    code, output = run("ca", "crl", "--interop", "-o", str(out))
+    assert code == 0, output
+    kind, _headers, der = asn1_pem.unarmor(out.read_bytes())
+    crl = asn1_crl.CertificateList.load(der)
+    assert kind == "X509 CRL" and crl["signature_algorithm"]["algorithm"].native == "sha256_ecdsa"
+    (entry,) = crl["tbs_cert_list"]["revoked_certificates"]
+    assert entry["user_certificate"].native == int(serial, 16)
+    assert entry.crl_reason_value.native == "superseded"
+    code, output = run("ca", "crl")  # the SM2 CRL does not list it
+    assert code == 0 and "BEGIN X509 CRL" in output
+    sm2 = asn1_crl.CertificateList.load(asn1_pem.unarmor(output.encode())[2])
+    assert not sm2["tbs_cert_list"]["revoked_certificates"]

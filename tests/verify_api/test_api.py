@@ -321,7 +321,9 @@ def test_ecdsa_cms_chains_to_the_region_interop_root(live_server: LiveServer, re
     checks = {c["id"]: c for c in report["signatures"][0]["checks"]}
     assert "ECDSA" in checks["signer.signature"]["message_en"]
     assert checks["signer.certificate_chain"]["result"] == "passed"
-    assert checks["signer.certificate_revocation"]["result"] == "skipped"
+    # The registry's PAdES interop CRL covers the interop root: revocation is checked, not skipped
+    assert checks["signer.certificate_revocation"]["result"] == "passed"
+    assert "per CRL" in checks["signer.certificate_revocation"]["message_en"]
 
 
 def test_damaged_cms_over_http(live_server: LiveServer, region: RegionSeal) -> None:
