@@ -393,7 +393,12 @@ def _sm2_checks(sig: _Sig, ctx: Context) -> dict[str, CheckResult]:
     when = _best_time(sig, ctx)
     facts = certificate_facts(sig.signer.der)
     out["signer.certificate_chain"] = _chain("signer.certificate_chain", facts, when, ctx, "签名者", "signer")
-    out["signer.certificate_revocation"] = signer_revocation(facts, when, ctx)
+    # As for CMS: the claimed time decides REVOKED vs REVOKED_NO_POE; a trusted time-stamp before the
+    # revocation proves the signature predates it.
+    proven = sig.timestamp.gen_time if sig.timestamp is not None else None
+    out["signer.certificate_revocation"] = signer_revocation(
+        facts, sig.claimed_time or ctx.at, ctx, proven=proven
+    )
     _integrity(sig)
     return out
 

@@ -302,3 +302,34 @@ def test_a_cold_source_signs_the_interop_crl_once(interop: Interop, monkeypatch:
     assert len(ders) == 1 and built == [1]
     interop.revoke()  # an audited change: a new view, a new key, one more signature
     assert source.interop_crls(utcnow()) != tuple(ders) and built == [1, 1]
+
+
+def test_sm2_pdf_time_stamped_before_the_revocation_keeps_the_signature(interop: Interop) -> None:
+    """The SM2 PDF path follows the same rule as SM2 CMS and the ECDSA paths."""
+    from signer.pdf_sealing import timestamp_authority_for
+
+    registry = interop.registry
+    trust = _source(registry)
+    with transaction(registry.sessions) as s:
+        tsa = timestamp_authority_for(s, registry.keystore, "sm2")
+        pdf = seal_pdf(
+            s,
+            registry.keystore,
+            make_pdf(),
+            es_id=interop.seal.es_id,
+            department_id=registry.department.id,
+            x_mm=20,
+            y_mm=30,
+            key_kind="sm2",
+            pades_level="B-T",  # type: ignore[arg-type]
+            tsa=tsa,
+            actor=ACTOR,
+        )
+    assert verify_bytes(pdf, trust=trust).indication is Indication.PASSED
+    after_the_second_of(utcnow())
+    with transaction(registry.sessions) as s:
+        revoke_certificate(s, interop.seal.signer_certificate_id, reason="key_compromise", actor=ACTOR)
+    report = verify_bytes(pdf, trust=trust)
+    assert report.signatures[0].check("timestamp.token").result is Result.PASSED, report.dumps()
+    assert _revocation(report) == (Result.PASSED, None), report.dumps()
+    assert report.indication is Indication.PASSED
