@@ -248,7 +248,44 @@ def make_version(
     # Stored only now that every seal is on: a failure above leaves no blob at all.
     blob_id = services.blobs.put(sealed)
     pdf_id = services.blobs.put(pdf) if pdf is not None else None
-    row = Licence(
+    row = licence_row(
+        lt,
+        meta,
+        dept,
+        ident,
+        es_id=es_id,
+        ofd_sm3=blob_id,
+        ofd_size=len(sealed),
+        pdf_sm3=pdf_id,
+        pdf_size=len(pdf) if pdf is not None else None,
+        previous_identifier=previous.identifier if previous is not None else None,
+        client_key=client_key,
+        at=now,
+        actor=actor,
+    )
+    session.add(row)
+    return row
+
+
+def licence_row(
+    lt: LicenceType,
+    meta: LicenceMetadata,
+    dept: Department,
+    ident: LicenceIdentifier,
+    *,
+    es_id: str,
+    ofd_sm3: str,
+    ofd_size: int,
+    client_key: str | None,
+    at: dt.datetime,
+    actor: str,
+    pdf_sm3: str | None = None,
+    pdf_size: int | None = None,
+    previous_identifier: str | None = None,
+) -> Licence:
+    """A valid (01) licence version's row from its validated metadata and its sealed file(s); one
+    place for issuing, changes and stock imports alike. Not added to a session."""
+    return Licence(
         id=str(uuid.uuid4()),
         identifier=str(ident),
         base_identifier=ident.base,
@@ -270,21 +307,19 @@ def make_version(
         area_code=meta.area_code,
         service_item=meta.service_item,
         status=LicenceStatus.VALID.value,
-        previous_identifier=previous.identifier if previous is not None else None,
+        previous_identifier=previous_identifier,
         superseded_by=None,
         fields_json=canonical_json(dict(meta.fields)),
         es_id=es_id,
-        ofd_sm3=blob_id,
-        ofd_size=len(sealed),
-        pdf_sm3=pdf_id,
-        pdf_size=len(pdf) if pdf is not None else None,
+        ofd_sm3=ofd_sm3,
+        ofd_size=ofd_size,
+        pdf_sm3=pdf_sm3,
+        pdf_size=pdf_size,
         client_key=client_key,
-        issued_at=now,
-        status_changed_at=now,
+        issued_at=at,
+        status_changed_at=at,
         created_by=actor,
     )
-    session.add(row)
-    return row
 
 
 def seal_print_pdf(
@@ -448,6 +483,7 @@ __all__ = [
     "issue_licence",
     "licence_file",
     "licence_pdf",
+    "licence_row",
     "licence_view",
     "make_version",
     "seal_box",

@@ -89,12 +89,19 @@ from signer.ofd_sealing import SealMode, analyse_ofd
 from signer.placement import Placement, placement_from_options
 
 from .catalogue import check_issuer, get_type, type_schema, validate_for_type
-from .identifier import make_identifier
-from .issuing import LicenceServices, add_event, allocate_serial, choose_seal, licence_view, seal_box
+from .identifier import make_identifier, parse_identifier
+from .issuing import (
+    LicenceServices,
+    add_event,
+    allocate_serial,
+    choose_seal,
+    licence_row,
+    licence_view,
+    seal_box,
+)
 from .metadata import LicenceMetadata, MetadataInvalid, today_in_china
 from .models import Licence, LicenceImport, LicenceImportRow, LicenceType
 from .rendering import LicenceView, render_licence
-from .status import LicenceStatus
 
 MAX_IMPORT_BYTES: Final = 64 * 1024 * 1024
 # An archive with files is held in memory while it is checked: bound it, and what it inflates to.
@@ -950,39 +957,17 @@ def _record_chunk(res: WorkerResources, import_id: str, *, actor: str) -> int:
             data, stock = split_payload(row.payload)
             meta = validate_for_type(lt, data, dept)
             assert row.identifier is not None and row.rendered_at is not None
-            ident_base = row.identifier.rsplit(".", 2)[0]
-            licence = Licence(
-                id=str(uuid.uuid4()),
-                identifier=row.identifier,
-                base_identifier=ident_base,
-                version=1,
-                type_id=lt.id,
-                type_code=lt.type_code,
-                type_name=lt.name,
-                licence_number=meta.licence_number,
-                name=meta.name,
-                issuer_department_id=dept.id,
-                issuer_name=dept.name,
-                issuer_code=dept.uscc,
-                issue_date=meta.issue_date,
-                valid_from=meta.valid_from,
-                valid_until=meta.valid_until,
-                holder_name=meta.holder_name,
-                holder_code=meta.holder_code,
-                holder_code_type=meta.holder_code_type,
-                area_code=meta.area_code,
-                service_item=meta.service_item,
-                status=LicenceStatus.VALID.value,
-                previous_identifier=None,
-                superseded_by=None,
-                fields_json=canonical_json(dict(meta.fields)),
+            licence = licence_row(
+                lt,
+                meta,
+                dept,
+                parse_identifier(row.identifier),
                 es_id=imp.es_id,
                 ofd_sm3=item.output_sm3,
                 ofd_size=int(item.output_size or 0),
                 client_key=row.client_key,
-                issued_at=row.rendered_at,
-                status_changed_at=row.rendered_at,
-                created_by=actor,
+                at=row.rendered_at,
+                actor=actor,
             )
             s.add(licence)
             s.flush()
