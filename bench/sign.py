@@ -15,8 +15,9 @@ Usage: python bench/sign.py [--n 2000] [--workers 2] [--group-size 64] [--databa
 
 Rates are given end to end (pool start-up included: two spawned interpreters importing the
 service and opening the key store) and in steady state (from the first committed group to the
-last). The phase split sums, over all groups, the time spent preparing documents (no lock), waiting
-for the signing turn (SQLite: one writer at a time) and inside the signing transaction.
+last). The phase split sums, over all groups, the time spent preparing, authorising and signing
+documents (no lock held while signing), waiting for the recording turn (SQLite: one writer at a
+time) and inside the recording transaction (the serial part on SQLite).
 
 ``--compare-groups`` seals N/4 more OFDs at each listed group size (items per transaction: 1 is one
 transaction per item). ``--profile`` also runs ``--profile-n`` items inline (one process) under
@@ -233,8 +234,7 @@ _STAGES: list[tuple[str, str, str]] = [
     ("  of which: written parts read back", "signer/ofd_sealing.py", "check_prepared"),
     ("package laid out but the signed value", "signer/ofd_sealing.py", "draft_sealed"),
     ("TBS_Sign (template)", "signer/batch_worker.py", "tbs"),
-    ("blob temporary files created (before the lock)", "signer/batch_worker.py", "reserve"),
-    ("authorize_use (seal row lock, checks)", "seal_registry/seals.py", "authorize_use"),
+    ("authorize_use, twice (seal row lock, checks)", "seal_registry/seals.py", "authorize_use"),
     ("SM2 sign", "gmpki/sm2.py", "sign"),
     ("SM2 verify (self-check)", "gmpki/sm2.py", "verify"),
     ("package finished (SignedValue.dat, central directory)", "gmpki/ofd/container.py", "finish"),
@@ -335,9 +335,9 @@ def main() -> None:
         for name, r in (("OFD", ofd), ("SES", ses)):
             busy = r["prep"] + r["wait"] + r["locked"]
             print(
-                f"{name} phases (all processes, ms/item): prepare {r['prep'] / r['n'] * 1000:.2f}, "
-                f"wait for signing turn {r['wait'] / r['n'] * 1000:.2f}, "
-                f"signing transaction {r['locked'] / r['n'] * 1000:.2f} "
+                f"{name} phases (all processes, ms/item): prepare and sign {r['prep'] / r['n'] * 1000:.2f}, "
+                f"wait for recording turn {r['wait'] / r['n'] * 1000:.2f}, "
+                f"recording transaction {r['locked'] / r['n'] * 1000:.2f} "
                 f"({r['locked'] / busy:.0%} of busy time); "
                 f"caller sealed {r['caller_groups']:.0f} of {r['groups']:.0f} groups while the pool started"
             )

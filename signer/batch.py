@@ -11,7 +11,8 @@ the files it was made from.
 Items go ``pending`` → ``done`` (output in the blob store, output SM3 on the row, one
 ``signature.made`` audit entry naming the job and the key) or ``failed`` (typed error code and
 bilingual message; nothing signed, no audit entry). :func:`run_job` processes the pending items in
-groups, each sealed and committed in one transaction by :func:`signer.batch_worker.process_group`;
+groups, each signed with no lock held and recorded in one transaction by
+:func:`signer.batch_worker.process_group`;
 see there for what happens where. A run can stop at any point (``kill -9`` included): committed
 groups are done, the others are still pending, and the next run takes up exactly those.
 
@@ -20,12 +21,10 @@ GIL), each with its own engine, key store and blob store opened from the setting
 most ``inline_below`` pending items run inline in the calling thread instead, which saves the
 processes' start-up (about a second); for larger jobs the caller seals groups itself while the
 pool starts, until a pool process has finished one (:func:`_run_in_pool`: groups are handed to
-the pool a few at a time, so a group is either the pool's or the caller's). On PostgreSQL the
-processes sign concurrently (the seal row is share-locked, items row-locked); on SQLite, which has
-one writer at a time, they analyse and prepare documents concurrently and take turns for the
-signing transaction. There a running job holds the write lock for one group after another, so
-other writers (API requests) wait for a gap within their 30-s busy timeout: use PostgreSQL where
-large jobs run next to interactive signing.
+the pool a few at a time, so a group is either the pool's or the caller's). The processes prepare
+and sign concurrently on either backend; on SQLite, which has one writer at a time, they take
+turns only for a group's two short transactions (authorise; authorise again and record), so other
+writers (API requests) find the write lock free most of the time.
 
 Groups (``group_size`` items per transaction, default 64) amortise the commit, the file-system sync,
 the authorisation and the audit head move; ``bench/sign.py --compare-groups 1,4,16,64`` measures
@@ -538,8 +537,8 @@ class RunSummary:
     failed: int  # items failed by this run
     seconds: float
     errors: tuple[str, ...] = ()  # groups left pending by unexpected errors (retry with another run)
-    # Summed over the groups (all processes): preparing, waiting for the signing turn, in the
-    # signing transaction. On SQLite the third is the serial part that bounds the throughput.
+    # Summed over the groups (all processes): preparing, authorising and signing; waiting for the
+    # recording turn; in the recording transaction. On SQLite the third is the serial part.
     phase_seconds: tuple[float, float, float] = (0.0, 0.0, 0.0)
     caller_groups: int = 0  # groups the calling process sealed itself while the pool started
     cpu_seconds: float = 0.0  # CPU time the groups took, summed over the processes

@@ -8,35 +8,43 @@ and a :class:`JobSigner` (seal parsed once, signer key checked against the certi
 certificate's public key with its Z value, the constant parts of TBS_Sign and SES_Signature),
 rebuilt whenever authorisation returns different seal or signer facts.
 
-A group goes through :func:`process_group` in three phases:
+A group goes through :func:`process_group` in four phases:
 
 1. **Outside any lock**: read the pending items and their inputs (blob store, SM3-checked), analyse
    and prepare each document (:func:`signer.ofd_sealing.analyse_ofd` / ``prepare_seal``, which reads
    back the parts it wrote) for a signing time ``now`` chosen here, lay out each sealed package but
    for its signed value (``draft_sealed``: kept entries copied as stored, new ones deflated), build
-   each TBS_Sign and create the output blobs' temporary files. Both workers do this in parallel.
-2. **One transaction**: :func:`seal_registry.seals.authorize_use` at ``now`` (on SQLite this takes the
-   database write lock, which the worker processes queue for on a file lock, see
-   :meth:`WorkerResources.signing_turn`; on PostgreSQL a share lock on the seal row), re-read which
-   items are still pending (``FOR UPDATE`` on PostgreSQL) so a concurrent runner never makes them
-   sign twice, then per item: SM2 signature, checked against the certificate's key before use (and
-   time-stamped if the job asks: a configured TSA is called inside the transaction); the sealed
-   package finished and re-read (:func:`signer.ofd_sealing.check_sealed_package`); the output
-   written into the blob store. One file-system sync makes every output of the group durable, the
-   item rows become ``done`` or ``failed``, and the group's ``signature.made`` audit entries are
-   appended last with one move of the chain head (:func:`core.audit.append_many`; the head stays
-   locked until commit).
-3. **Commit.** Nothing of a group is visible unless all of it committed: a crash (``kill -9``)
-   before the commit leaves the items ``pending`` and at most unreferenced blobs behind.
+   each TBS_Sign. Both workers do this in parallel.
+2. **Authorisation**, a short transaction of its own: :func:`seal_registry.seals.authorize_use` at
+   ``now``. A refusal (seal suspended, cancelled, expired, not the department's, certificate
+   revoked) fails the group's items with that error; nothing is signed.
+3. **Signing, outside any lock** (both workers in parallel): per item the SM2 signature, checked
+   against the certificate's key before use (and time-stamped if the job asks), the sealed package
+   finished and re-read (:func:`signer.ofd_sealing.check_sealed_package`), the output written into
+   the blob store; one file-system sync makes the group's outputs durable. No record names them yet.
+4. **One transaction**: ``authorize_use`` again at ``now``, so a suspension, cancellation or
+   revocation that committed while the group was signed refuses the whole group (its signatures
+   are never delivered: no row names them, no audit entry records them); a seal remade or a
+   certificate changed meanwhile makes the group start again. Then which items are still pending
+   (``FOR UPDATE`` on PostgreSQL; SQLite's write lock) so a concurrent runner never makes one sign
+   twice, the item rows ``done`` or ``failed``, the group's ``signature.made`` audit entries with one
+   move of the chain head (:func:`core.audit.append_many`), commit. Nothing of a group is visible
+   unless all of it committed: a crash (``kill -9``) before leaves the items ``pending`` and at most
+   unreferenced blobs behind.
 
-When authorisation refuses (seal suspended, cancelled, expired, not the department's, certificate
-revoked), the group's items become ``failed`` with that error and nothing is signed. An unexpected
-error rolls the group back and leaves its items pending for the next run.
+Phases 2 and 4 are all a group holds the database for: on SQLite, which has one writer, the
+workers queue for them on a file lock (:meth:`WorkerResources.signing_turn`); on PostgreSQL they
+share-lock the seal row. Keeping SM2 and the package work out of them is what lets two workers
+sign in parallel on SQLite too. The key is used only after an authorisation, and its signatures
+count only if a second one, in the recording transaction, agrees: a change of the seal's state
+takes effect for every group that commits after it.
 
-``now`` is at most :data:`MAX_PREPARATION_LAG` old when authorisation happens (else the group is
-prepared again): like :func:`seal_registry.seals.sign_prepared`, authorisation checks the seal's and
-certificate's validity at the signing time written into the signature, and the seal's state as it
-is when the lock is taken.
+An unexpected error rolls the group back and leaves its items pending for the next run.
+
+``now`` is at most :data:`MAX_PREPARATION_LAG` old when phase 4 authorises (else the group is
+prepared and signed again): like :func:`seal_registry.seals.sign_prepared`, authorisation checks
+the seal's and certificate's validity at the signing time written into the signature, and the
+seal's state as it is when the lock is taken.
 """
 
 from __future__ import annotations
@@ -250,17 +258,11 @@ class StagedBlobs:
     store's file system (per-file and per-directory fsync where syncfs is unavailable). Callers
     reference the blobs (commit) only after :meth:`sync` returned: a crash before leaves, at worst,
     unreferenced or truncated files, which a later ``put`` of the same content replaces.
-
-    Creating a file is the slow part of a ``put`` on some file systems (far slower than writing a
-    small one), so a caller about to write under a lock can :meth:`reserve` the temporary files
-    before it takes the lock and :meth:`release` those left over after; a crash leaves them, empty,
-    under the store's ``.tmp`` directory, as it could leave any temporary file.
     """
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self._written: list[Path] = []
-        self._reserved: list[tuple[int, str]] = []
 
     def _temporary_dir(self) -> Path:
         # One of a few directories by process: creating a file locks its directory, and two
@@ -269,21 +271,8 @@ class StagedBlobs:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         return tmp_dir
 
-    def _temporary(self, tmp_dir: Path | None = None) -> tuple[int, str]:
-        return tempfile.mkstemp(dir=tmp_dir or self._temporary_dir(), prefix="batch-")
-
-    def reserve(self, count: int) -> None:
-        """Create ``count`` temporary files now, for the next ``put`` calls to fill."""
-        tmp_dir = self._temporary_dir()
-        for _ in range(count):
-            self._reserved.append(self._temporary(tmp_dir))
-
-    def release(self) -> None:
-        """Remove the reserved temporary files no ``put`` used."""
-        while self._reserved:
-            fd, name = self._reserved.pop()
-            os.close(fd)
-            Path(name).unlink(missing_ok=True)
+    def _temporary(self) -> tuple[int, str]:
+        return tempfile.mkstemp(dir=self._temporary_dir(), prefix="batch-")
 
     def put(self, data: bytes) -> str:
         blob_id = sm3_hex(data)
@@ -297,7 +286,7 @@ class StagedBlobs:
                 return blob_id
             except (BlobCorrupted, BlobNotFound, FileNotFoundError):
                 pass  # truncated by a crash, or swept meanwhile: (re)written below
-        fd, tmp_name = self._reserved.pop() if self._reserved else self._temporary()
+        fd, tmp_name = self._temporary()
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -457,7 +446,7 @@ class GroupResult:
     done: int = 0
     failed: int = 0
     skipped: int = 0  # no longer pending when the group ran (another runner, or an earlier run)
-    # Seconds spent preparing (no lock), waiting for the signing turn, and in the transaction.
+    # Seconds spent preparing, authorising and signing; waiting for the recording turn; recording.
     timing: tuple[float, float, float] = (0.0, 0.0, 0.0)
     cpu: float = 0.0  # CPU seconds of the thread that ran the group, from reading inputs to commit
 
@@ -652,22 +641,33 @@ def _signer_for(res: WorkerResources, job: JobState, grant: SealGrant) -> JobSig
     return job.signer
 
 
-def _sign_locked(
-    res: WorkerResources,
-    session: Session,
-    job: JobState,
-    works: list[_Work],
-    grant: SealGrant,
-    now: dt.datetime,
-    staged: StagedBlobs,
-) -> None:
-    """Inside the group transaction: sign, assemble and stage every prepared item."""
+def _authorize(res: WorkerResources, job: JobState, now: dt.datetime) -> SealGrant:
+    """Phase 2: may the job's seal sign at ``now``? A short transaction of its own (the signing
+    turn on SQLite, whose write lock ``authorize_use`` takes), ended before anything is signed;
+    the job's signer and time-stamp hook are made ready in it. Raises the refusal."""
+    params = job.params
+    with res.signing_turn(), res.sessions() as session:
+        try:
+            grant = authorize_use(session, es_id=params.es_id, department_id=params.department_id, at=now)
+            _signer_for(res, job, grant)
+            if params.timestamp and job.timestamper is None:
+                job.timestamper = signature_timestamper(res.settings, session, res.keystore)
+        finally:
+            session.rollback()
+    return grant
+
+
+def _sign_unlocked(
+    res: WorkerResources, job: JobState, works: list[_Work], grant: SealGrant, now: dt.datetime
+) -> StagedBlobs:
+    """Phase 3, holding no lock: sign, assemble, re-read and store every prepared item durably. The
+    outputs are referenced by nothing until phase 4 commits (a refusal there leaves them to the
+    blob store sweep)."""
     signer = _signer_for(res, job, grant)
     if grant.seal_der != job.seal_der:
         job.seal_der = grant.seal_der  # the seal was (re)made since preparation: prepare again
         _prepare(res, job, works, grant.seal_der, now)
-    if job.params.timestamp and job.timestamper is None:
-        job.timestamper = signature_timestamper(res.settings, session, res.keystore)
+    staged = StagedBlobs(res.blobs)
     for work in works:
         if work.error is not None:
             continue
@@ -692,6 +692,16 @@ def _sign_locked(
             log.exception("batch item %s: signing failed", work.key)
             work.error = _internal_error(exc)
     staged.sync()
+    return staged
+
+
+def _same_grant(first: SealGrant, second: SealGrant) -> bool:
+    """Whether the signatures made under ``first`` are what ``second`` would have made."""
+    return (
+        first.seal_der == second.seal_der
+        and first.signer_certificate_der == second.signer_certificate_der
+        and first.signer_key_id == second.signer_key_id
+    )
 
 
 def _commit_group(
@@ -701,21 +711,25 @@ def _commit_group(
     works: list[_Work],
     now: dt.datetime,
     actor: str,
-    staged: StagedBlobs,
+    signed_under: SealGrant,
 ) -> GroupResult | None:
-    """Phase 2 and 3 in ``session``; None when the lock came too late for the prepared time."""
+    """Phase 4 in ``session``: authorise again, record and audit what phase 3 made, commit. None
+    when the group must be signed again (the seal or its certificate changed meanwhile, or too
+    much time passed since ``now``)."""
     params = job.params
     try:
         grant = authorize_use(session, es_id=params.es_id, department_id=params.department_id, at=now)
     except EsealError as refusal:
+        # Suspended, cancelled or revoked while the group was signed: none of it is delivered.
         session.rollback()
+        for work in works:
+            work.output_sm3 = None
         return _fail_all(res, params.id, works, refusal)
-    if utcnow() - now > MAX_PREPARATION_LAG:
+    if not _same_grant(signed_under, grant) or utcnow() - now > MAX_PREPARATION_LAG:
         session.rollback()
         return None
     pending = _lock_pending(session, params.id, [w.item_id for w in works])
     todo = [w for w in works if w.item_id in pending]
-    _sign_locked(res, session, job, todo, grant, now, staged)
     _record(session, todo, now)
     append_many(
         session,
@@ -732,8 +746,14 @@ def _commit_group(
     return GroupResult(done=done, failed=len(todo) - done, skipped=len(works) - len(todo))
 
 
+def _reset(works: Sequence[_Work]) -> None:
+    """Items back to what phase 1 starts from, before a group is signed again."""
+    for work in works:
+        work.output_sm3, work.output_size, work.signature_sm3, work.tbs = None, 0, "", b""
+
+
 def process_group(res: WorkerResources, job_id: str, item_ids: Sequence[int], *, actor: str) -> GroupResult:
-    """Seal the still-pending items among ``item_ids`` of job ``job_id`` in one transaction."""
+    """Seal the still-pending items among ``item_ids`` of job ``job_id``; see the module docstring."""
     cpu_start = time.thread_time()
     job = res.job(job_id)
     works = _load_inputs(res, job_id, item_ids)
@@ -743,21 +763,26 @@ def process_group(res: WorkerResources, job_id: str, item_ids: Sequence[int], *,
             break
         started = time.perf_counter()
         now = utcnow().replace(microsecond=0)
+        _reset(works)
         _prepare(res, job, works, _seal_bytes(res, job), now)
-        staged = StagedBlobs(res.blobs)
         try:
-            staged.reserve(sum(1 for w in works if w.error is None))
-            prepared = time.perf_counter()
-            with res.signing_turn(), res.sessions() as session:
-                locked = time.perf_counter()
-                try:
-                    result = _commit_group(res, session, job, works, now, actor, staged)
-                except BaseException:
-                    session.rollback()
-                    raise
-        finally:
-            staged.release()
-        timing = (prepared - started, locked - prepared, time.perf_counter() - locked)
+            grant = _authorize(res, job, now)
+        except EsealError as refusal:
+            with res.signing_turn():
+                result: GroupResult | None = _fail_all(res, job_id, works, refusal)
+            assert result is not None
+            cpu = time.thread_time() - cpu_start
+            return GroupResult(result.done, result.failed, result.skipped + skipped, cpu=cpu)
+        _sign_unlocked(res, job, works, grant, now)
+        signed = time.perf_counter()
+        with res.signing_turn(), res.sessions() as session:
+            locked = time.perf_counter()
+            try:
+                result = _commit_group(res, session, job, works, now, actor, grant)
+            except BaseException:
+                session.rollback()
+                raise
+        timing = (signed - started, locked - signed, time.perf_counter() - locked)
         if result is not None:
             cpu = time.thread_time() - cpu_start
             return GroupResult(result.done, result.failed, result.skipped + skipped, timing, cpu)

@@ -43,6 +43,9 @@ _HTML_HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 JSON_MEDIA: Final = "application/json"
+# Inputs up to this size are verified on the event loop itself (a few milliseconds); larger ones in
+# a worker thread so the loop keeps serving. See _run for why small ones do not go to a thread.
+INLINE_VERIFY_BYTES: Final = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,11 @@ async def _run(request: Request, ctx: ServiceContext, at: str | None, html: bool
         sub = await read_submission(request, ctx.settings.max_upload_bytes)
         lang = sub.lang if sub.lang == "en" else lang
         sub = Submission(sub.data, sub.detached, sub.file_name, lang)
-        report, page = await run_in_threadpool(_verify, registry_trust(request, ctx), sub, when, html)
+        trust = registry_trust(request, ctx)
+        if len(sub.data) + len(sub.detached or b"") <= INLINE_VERIFY_BYTES:
+            report, page = _verify(trust, sub, when, html)
+        else:
+            report, page = await run_in_threadpool(_verify, trust, sub, when, html)
     except EsealError as exc:
         if html:
             return _error_page(exc, lang)

@@ -160,6 +160,47 @@ def test_seal_suspended_mid_job_fails_the_rest_with_not_usable(env: BatchEnv, he
     assert set(signatures_by_item(env.reg, job_id).values()) == {1}
 
 
+def test_seal_suspended_while_a_group_is_signed_delivers_none_of_it(
+    env: BatchEnv, helloworld: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups are signed between two authorisations, holding no lock: a suspension that commits
+    in that window refuses the whole group at the second one, so no row, audit entry or output
+    names any signature made for it."""
+    job_id = _job(env, licences(helloworld, 6))
+    audit_before = _audit_count(env)
+    made: list[bytes] = []
+    real_sign = JobSigner.sign
+
+    def sign_then_suspend(self: JobSigner, tbs: bytes, time_stamp: object = None) -> bytes:
+        signature = real_sign(self, tbs, None)
+        made.append(signature)
+        if len(made) == 3:  # mid-group: the seal is suspended by another transaction
+            env.reg.act(env.seal.id, "suspend", reason="lost while signing")
+        return signature
+
+    monkeypatch.setattr(JobSigner, "sign", sign_then_suspend)
+    summary = run_job(env.res, job_id, actor=SIGNER, group_size=6)
+    assert len(made) == 6  # the group was signed before the second authorisation refused it
+    assert summary.signed == 0
+    assert summary.progress == JobProgress(total=6, pending=0, done=0, failed=6)
+    with env.reg.sessions() as s:
+        results = job_results(s, job_id)
+    assert {r.error_code for r in results} == {"not_usable"}
+    assert all(r.output_sm3 is None and r.signing_time is None for r in results)
+    assert signatures_by_item(env.reg, job_id) == {}
+    # Only the suspension itself was audited.
+    with env.reg.sessions() as s:
+        actions = list(
+            s.scalars(select(AuditEntry.action).where(AuditEntry.seq > audit_before).order_by(AuditEntry.seq))
+        )
+    assert "signature.made" not in actions and actions
+
+    monkeypatch.setattr(JobSigner, "sign", real_sign)
+    env.reg.act(env.seal.id, "resume")
+    retry = run_job(env.res, job_id, actor=SIGNER, retry_failed=True)
+    assert retry.signed == 6 and set(signatures_by_item(env.reg, job_id).values()) == {1}
+
+
 def test_concurrent_runners_sign_each_item_once(env: BatchEnv, helloworld: bytes) -> None:
     job_id = _job(env, licences(helloworld, 24))
     signed: list[int] = []
