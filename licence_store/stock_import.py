@@ -65,7 +65,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import append as audit_append
 from core.audit import canonical_json
-from core.blobstore import BlobStore
+from core.blobstore import BlobStore, StagedBlobs
 from core.db import transaction, utcnow
 from core.errors import Conflict, EsealError, InputTooLarge, InvalidInput, MalformedData, NotFound
 from gmpki.ofd import ContainerLimits, check_entry_name, is_zip
@@ -84,7 +84,6 @@ from signer.batch import (
     run_job,
 )
 from signer.batch_models import BatchItem, BatchJob, ItemState, JobKind
-from signer.batch_worker import StagedBlobs
 from signer.ofd_sealing import SealMode, analyse_ofd
 from signer.placement import Placement, placement_from_options
 

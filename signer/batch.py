@@ -58,7 +58,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.audit import append as audit_append
-from core.blobstore import BlobStore
+from core.blobstore import BlobStore, StagedBlobs
 from core.db import transaction, utcnow
 from core.errors import Conflict, EsealError, InputTooLarge, InvalidInput, NotFound, PermissionDenied
 from gmpki.ofd import ContainerLimits, OfdPackage
@@ -76,7 +76,6 @@ from .batch_models import (
 )
 from .batch_worker import (
     GroupResult,
-    StagedBlobs,
     WorkerResources,
     pool_initializer,
     pool_task,

@@ -49,14 +49,11 @@ seal's state as it is when the lock is taken.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import gc
 import json
 import logging
 import os
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -69,7 +66,7 @@ from sqlalchemy import Engine, make_url, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit import AuditRecord, append_many
-from core.blobstore import BlobCorrupted, BlobNotFound, BlobStore
+from core.blobstore import BlobStore, StagedBlobs
 from core.db import make_engine, make_session_factory, utcnow
 from core.errors import ConfigurationError, CryptoError, EsealError, InvalidInput, NotFound, NotUsable
 from core.settings import Settings
@@ -231,97 +228,6 @@ class JobSigner:
                 raise CryptoError("签章数据结构自检失败", "the SES signature just built does not read back")
             self._structure_checked = True
         return result
-
-
-# --- durable outputs with one sync per group -----------------------------------------------------------
-def _load_syncfs() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    syncfs: Callable[[int], int] = fn
-    return syncfs
-
-
-_SYNCFS: Final = _load_syncfs()
-
-
-class StagedBlobs:
-    """Blobs written into a :class:`core.blobstore.BlobStore`'s layout, made durable together.
-
-    ``put`` writes a temporary file and renames it into place (readers never see a partial blob)
-    without syncing; :meth:`sync` then makes every staged blob durable with one ``syncfs`` of the
-    store's file system (per-file and per-directory fsync where syncfs is unavailable). Callers
-    reference the blobs (commit) only after :meth:`sync` returned: a crash before leaves, at worst,
-    unreferenced or truncated files, which a later ``put`` of the same content replaces.
-    """
-
-    def __init__(self, store: BlobStore) -> None:
-        self.store = store
-        self._written: list[Path] = []
-
-    def _temporary_dir(self) -> Path:
-        # One of a few directories by process: creating a file locks its directory, and two
-        # workers creating files in the same one wait for (and spin on) each other.
-        tmp_dir = self.store.root / ".tmp" / f"batch-{os.getpid() % 16:x}"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        return tmp_dir
-
-    def _temporary(self) -> tuple[int, str]:
-        return tempfile.mkstemp(dir=self._temporary_dir(), prefix="batch-")
-
-    def put(self, data: bytes) -> str:
-        blob_id = sm3_hex(data)
-        final = self.store.path(blob_id)
-        if final.is_file():
-            try:
-                self.store.get(blob_id)
-                # Touched so a blob store sweep, which spares recent blobs, keeps it for this row.
-                os.utime(final)
-                self._written.append(final)  # possibly staged by another group, not yet synced
-                return blob_id
-            except (BlobCorrupted, BlobNotFound, FileNotFoundError):
-                pass  # truncated by a crash, or swept meanwhile: (re)written below
-        fd, tmp_name = self._temporary()
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_name, final)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        self._written.append(final)
-        return blob_id
-
-    def sync(self) -> None:
-        if not self._written:
-            return
-        if _SYNCFS is not None:
-            fd = os.open(self.store.root, os.O_RDONLY)
-            try:
-                if _SYNCFS(fd) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"syncfs failed: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-        else:  # pragma: no cover - non-Linux
-            directories: set[Path] = set()
-            for path in self._written:
-                with path.open("rb") as handle:
-                    os.fsync(handle.fileno())
-                directories.add(path.parent)
-            for directory in directories:
-                dir_fd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        self._written.clear()
 
 
 # --- per-process resources and per-job state -----------------------------------------------------------
@@ -659,7 +565,7 @@ def _authorize(res: WorkerResources, job: JobState, now: dt.datetime) -> SealGra
 
 def _sign_unlocked(
     res: WorkerResources, job: JobState, works: list[_Work], grant: SealGrant, now: dt.datetime
-) -> StagedBlobs:
+) -> None:
     """Phase 3, holding no lock: sign, assemble, re-read and store every prepared item durably. The
     outputs are referenced by nothing until phase 4 commits (a refusal there leaves them to the
     blob store sweep)."""
@@ -668,6 +574,17 @@ def _sign_unlocked(
         job.seal_der = grant.seal_der  # the seal was (re)made since preparation: prepare again
         _prepare(res, job, works, grant.seal_der, now)
     staged = StagedBlobs(res.blobs)
+    try:
+        _sign_each(job, signer, works, now, staged)
+        staged.sync()
+    except BaseException:
+        staged.discard()
+        raise
+
+
+def _sign_each(
+    job: JobState, signer: JobSigner, works: list[_Work], now: dt.datetime, staged: StagedBlobs
+) -> None:
     for work in works:
         if work.error is not None:
             continue
@@ -691,8 +608,6 @@ def _sign_unlocked(
         except Exception as exc:
             log.exception("batch item %s: signing failed", work.key)
             work.error = _internal_error(exc)
-    staged.sync()
-    return staged
 
 
 def _same_grant(first: SealGrant, second: SealGrant) -> bool:
@@ -819,7 +734,6 @@ __all__ = [
     "GroupResult",
     "JobParams",
     "JobSigner",
-    "StagedBlobs",
     "WorkerResources",
     "placement_from_json",
     "pool_initializer",
