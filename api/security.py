@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,9 +16,16 @@ from .context import ServiceContext
 _bearer = HTTPBearer(auto_error=False, description="eseal API token (es_…)")
 
 
-def get_context(request: Request) -> ServiceContext:
+def context_of(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
+
+
+async def get_context(request: Request) -> ServiceContext:
+    """The service context as a dependency. ``async`` although it awaits nothing: FastAPI runs a
+    plain ``def`` dependency in its thread pool, a thread hop per request (the public verification
+    route paid for it on every call)."""
+    return context_of(request)
 
 
 def current_principal(
@@ -27,15 +35,16 @@ def current_principal(
     """The caller; anonymous callers are the ``public`` role. A bad token is an error, not anonymity."""
     if creds is None:
         return ANONYMOUS
-    ctx = get_context(request)
+    ctx = context_of(request)
     with ctx.sessions() as session:
         return authenticate(session, creds.credentials)
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+def require_roles(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     allowed = {*roles, Role.ADMIN}
 
-    def _check(principal: Principal = Depends(current_principal)) -> Principal:  # noqa: B008
+    # async: a pure check, run on the event loop rather than in a thread (see get_context).
+    async def _check(principal: Principal = Depends(current_principal)) -> Principal:  # noqa: B008
         if principal.role not in allowed:
             if principal.token_id is None:
                 raise Unauthenticated("需要令牌（Authorization: Bearer）", "A bearer token is required")
