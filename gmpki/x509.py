@@ -122,13 +122,30 @@ NAME_CACHE: Final[LruCache[tuple[bytes, bytes], bool]] = LruCache(4096)
 
 def clear_caches() -> None:
     """Empty the certificate caches (tests; a long-running process never needs to)."""
-    for cache in (CERTIFICATE_CACHE, SIGNATURE_CACHE, NAME_CACHE):
+    for cache in (CERTIFICATE_CACHE, SIGNATURE_CACHE, NAME_CACHE, _NAME_DER):
         cache.clear()
+
+
+# id(name) -> (name, its encoding). The entry holds the name, so its id cannot be reused while the
+# entry lives; names of cached certificates and CRLs recur on every verification.
+_NAME_DER: Final[LruCache[int, tuple[asn1_x509.Name, bytes]]] = LruCache(4096)
+
+
+def _name_der(name: asn1_x509.Name) -> bytes:
+    """The name's encoding; asn1crypto's ``dump`` walks the whole name to check for changes each
+    time, and names are compared a dozen times per verified document. Names are never modified
+    after parsing here."""
+    found = _NAME_DER.get(id(name))
+    if found is not None and found[0] is name:
+        return found[1]
+    der = bytes(name.dump())
+    _NAME_DER.put(id(name), (name, der))
+    return der
 
 
 def names_equal(a: asn1_x509.Name, b: asn1_x509.Name) -> bool:
     """RFC 5280 7.1 name equality (asn1crypto's), remembered per pair of encodings."""
-    da, db = a.dump(), b.dump()
+    da, db = _name_der(a), _name_der(b)
     if da == db:
         return True
     key = (da, db) if da < db else (db, da)

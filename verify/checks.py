@@ -38,6 +38,7 @@ time alone would.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -115,7 +116,9 @@ _PARSER_WARNINGS: dict[str, tuple[str, str]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def fmt_time(value: dt.datetime) -> str:
+    # Cached: a report formats the same few times (signing, validity bounds) two dozen times.
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 

@@ -57,6 +57,7 @@ from .trust import (
     _load,
     _unique,
     interop_crls_of,
+    provides,
 )
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def _split_anchors(raw: bytes) -> tuple[list[Certificate], list[bytes]]:
 
 
 def interop_anchors_of(trust: TrustSource | None, at: dt.datetime) -> tuple[asn1_x509.Certificate, ...]:
-    if trust is None or not isinstance(trust, InteropAnchorSource):
+    if trust is None or not provides(trust, InteropAnchorSource):
         return ()
     return tuple(load_interop_certificate(der).asn1 for der in trust.interop_anchors(at))
 

@@ -49,7 +49,7 @@ from .status_snapshot import (
     region_of_es_id,
     status_fact,
 )
-from .trust import SealStatusFact, TrustSource, VouchingSource, vouched_by
+from .trust import SealStatusFact, TrustSource, VouchingSource, provides, vouched_by
 
 TRUST_LIST_FORMAT: Final = "eseal-trust-list/1"
 LIST_OF_LISTS_FORMAT: Final = "eseal-list-of-lists/1"
@@ -962,7 +962,7 @@ class CompositeTrustSource:
 
     def vouched_by(self, certificate: Certificate, anchor: Certificate) -> str | None:
         for source in self.sources:
-            if isinstance(source, VouchingSource):
+            if provides(source, VouchingSource):
                 found = vouched_by(source, certificate, anchor)
                 if found is not None:
                     return found

@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol, TypeVar, runtime_checkable
+from typing import Final, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from core.errors import ConfigurationError, EsealError
 from gmpki.ca import import_ca_certificates
@@ -64,6 +64,24 @@ class TrustSource(Protocol):
         ...
 
 
+_P = TypeVar("_P")
+_PROVIDES: dict[tuple[type, object], bool] = {}
+
+
+def provides(obj: object, protocol: Callable[..., _P]) -> TypeGuard[_P]:
+    """``isinstance(obj, protocol)`` for a runtime-checkable protocol, remembered per class: the
+    check itself looks up every member of the protocol each time (about 10 µs), and verification
+    asks it several times per document of the same few trust-source classes. (Typed with
+    ``Callable`` because mypy takes no protocol class where ``type[...]`` is expected.)"""
+    key = (type(obj), protocol)
+    found = _PROVIDES.get(key)
+    if found is None:
+        assert isinstance(protocol, type)
+        found = _PROVIDES[key] = isinstance(obj, protocol)
+    return found
+
+
+
 @runtime_checkable
 class VouchingSource(Protocol):
     """A trust source that can say whose word a trusted certificate rests on (a peer region's trust
@@ -76,7 +94,7 @@ class VouchingSource(Protocol):
 
 def vouched_by(trust: object, certificate: Certificate, anchor: Certificate) -> str | None:
     """``trust.vouched_by(...)`` when the source offers it, else None (never raises)."""
-    if not isinstance(trust, VouchingSource):
+    if not provides(trust, VouchingSource):
         return None
     try:
         return trust.vouched_by(certificate, anchor)
@@ -97,7 +115,7 @@ class InteropCrlSource(Protocol):
 
 def interop_crls_of(trust: object, at: dt.datetime) -> tuple[bytes, ...]:
     """``trust.interop_crls(at)`` when the source offers it, else none."""
-    if trust is None or not isinstance(trust, InteropCrlSource):
+    if trust is None or not provides(trust, InteropCrlSource):
         return ()
     return tuple(trust.interop_crls(at))
 
@@ -133,7 +151,7 @@ class MemoTrustSource:
     def base(self) -> TrustSource:
         if self._view is None:
             source = self._source
-            self._view = source.consistent_view() if isinstance(source, ConsistentSource) else source
+            self._view = source.consistent_view() if provides(source, ConsistentSource) else source
         return self._view
 
     def trust_anchors(self, at: dt.datetime) -> Sequence[Certificate]:
