@@ -457,11 +457,14 @@ def batch_run(
         out.print(f"任务 job {name} ({job_id})", markup=False)
         res = WorkerResources(ctx.settings, ctx.sessions, ctx.keystore, ctx.blobs)
         columns = (TextColumn("签章 sealing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=out, transient=False) as bar:
+        # No auto-refresh: its thread would make the batch pool spawn its processes instead of
+        # forking them (see signer.batch.pool_context); the bar is redrawn after every group.
+        with Progress(*columns, console=out, transient=False, auto_refresh=False) as bar:
             task = bar.add_task("batch", total=None)
 
             def show(progress: JobProgress) -> None:
                 bar.update(task, total=progress.total, completed=progress.done + progress.failed)
+                bar.refresh()
 
             summary = run_job(
                 res,

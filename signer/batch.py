@@ -16,11 +16,12 @@ groups, each signed with no lock held and recorded in one transaction by
 see there for what happens where. A run can stop at any point (``kill -9`` included): committed
 groups are done, the others are still pending, and the next run takes up exactly those.
 
-Parallelism: groups are spread over a pool of ``spawn``-ed processes (the SM2 backend holds the
-GIL), each with its own engine, key store and blob store opened from the settings. Jobs with at
-most ``inline_below`` pending items run inline in the calling thread instead, which saves the
-processes' start-up (about a second); for larger jobs the caller seals groups itself while the
-pool starts, until a pool process has finished one (:func:`_run_in_pool`: groups are handed to
+Parallelism: groups are spread over a pool of processes (the SM2 backend holds the GIL), forked
+where that is safe and spawned otherwise (:func:`pool_context`), each with its own engine, key
+store and blob store opened from the settings. Jobs with at most ``inline_below`` pending items
+run inline in the calling thread instead, which saves the processes' start-up (about a second
+when they are spawned); for larger jobs the caller seals groups itself while the pool starts,
+until a pool process has finished one (:func:`_run_in_pool`: groups are handed to
 the pool a few at a time, so a group is either the pool's or the caller's). The processes prepare
 and sign concurrently on either backend; on SQLite, which has one writer at a time, they take
 turns only for a group's two short transactions (authorise; authorise again and record), so other
@@ -42,6 +43,7 @@ import io
 import json
 import logging
 import multiprocessing
+import threading
 import time
 import uuid
 from collections import deque
@@ -50,6 +52,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, Final
 
@@ -559,6 +562,29 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def pool_context(res: WorkerResources) -> BaseContext:
+    """How pool processes start: ``fork`` where that is safe, else ``spawn``.
+
+    A spawned process imports the service afresh (0.5–0.9 s of CPU each, on the cores the job
+    needs: about a third of a 2,000-document job's CPU in ``bench/sign.py``); a forked one starts
+    from the caller's loaded modules at no cost. Forking is safe only when (1) the caller runs no
+    other thread, so no lock can be held by a thread the child does not have (the CLI and the
+    bench; the API server runs jobs in a thread of a threaded process, so it spawns), and (2) the
+    key store is the soft one: a PKCS#11 library must be initialised anew in a child, which a
+    fork does not do. The child never touches what it inherited: :func:`pool_initializer` opens
+    its own engine, key store and blob store, and a forked worker leaves through ``os._exit``.
+    SM2 nonces come from the kernel on every signature (GmSSL reads ``/dev/urandom`` each time),
+    so forked workers share no random state (``tests/batch`` checks their signatures differ).
+    """
+    if (
+        "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+        and res.settings.keystore == "soft"
+    ):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _run_in_pool(
     res: WorkerResources,
     job_id: str,
@@ -571,10 +597,10 @@ def _run_in_pool(
     """Seal ``groups`` in a pool of ``workers`` processes; returns how many the caller sealed itself.
 
     Groups are handed to the pool a few at a time (two per process in flight, so none waits for
-    work). Starting the pool takes a second or two (fresh interpreters import the service and open
-    the key store); meanwhile the caller, which has everything loaded, seals groups from the end of
-    the queue itself until a pool process has finished one. A group is either handed to the pool
-    or taken by the caller, never both.
+    work). Starting a spawned pool takes a second or two (fresh interpreters import the service and
+    open the key store), a forked one far less; meanwhile the caller, which has everything loaded,
+    seals groups from the end of the queue itself until a pool process has finished one. A group
+    is either handed to the pool or taken by the caller, never both.
     """
     queue = deque(groups)
     in_flight: set[Future[GroupResult]] = set()
@@ -582,7 +608,7 @@ def _run_in_pool(
     broken = False
     with ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=pool_context(res),
         initializer=pool_initializer,
         initargs=(res.settings.model_dump(mode="json"),),
     ) as pool:
