@@ -82,3 +82,38 @@ def test_gbk_declared_documents_are_decoded() -> None:
 def test_unknown_encoding_is_typed() -> None:
     with pytest.raises(MalformedData):
         parse_xml(b'<?xml version="1.0" encoding="no-such-codec"?><a/>', name="x.xml")
+
+
+def test_declarations_are_refused_in_any_encoding() -> None:
+    """The refusal reads the decoded text: a DTD in UTF-16 (bytes with NULs between the letters)
+    or in GBK is found as surely as in UTF-8."""
+    for encoding in ("utf-16", "utf-16-le", "gbk"):
+        declared = "UTF-16" if encoding.startswith("utf-16") else "GBK"
+        text = f'<?xml version="1.0" encoding="{declared}"?>' + XXE.decode().split("?>", 1)[1]
+        data = text.encode(encoding)
+        if encoding == "utf-16-le":
+            data = b"\xff\xfe" + data
+        with pytest.raises(MalformedData, match="DTD"):
+            parse_xml(data, name="Signatures.xml")
+    # A harmless UTF-16 part still parses.
+    plain = '<?xml version="1.0" encoding="UTF-16"?><Signatures><MaxSignId>印章1</MaxSignId></Signatures>'
+    root = parse_xml(plain.encode("utf-16"), name="Signatures.xml")
+    assert root.findtext("MaxSignId") == "印章1"
+
+
+def test_an_entity_declaration_alone_or_lower_case_is_refused() -> None:
+    for document in (
+        b'<?xml version="1.0"?><!ENTITY x "y"><a/>',
+        b'<?xml version="1.0"?><!doctype a [<!entity x "y">]><a>&x;</a>',
+        b"<a><!-- a comment quoting <!DOCTYPE is refused too: OFD parts never carry one --></a>",
+    ):
+        with pytest.raises(MalformedData):
+            parse_xml(document, name="x.xml")
+
+
+def test_limits_hold_across_chunks() -> None:
+    """Limits are checked as the text is fed in chunks: a wide part is refused part-way through."""
+    wide = b"<a>" + b"<b/>" * 40_000 + b"</a>"  # 160 KB: three chunks
+    with pytest.raises(MalformedData, match="elements"):
+        parse_xml(wide, name="wide.xml", max_elements=30_000)
+    assert len(parse_xml(wide, name="wide.xml")) == 40_000
