@@ -9,23 +9,15 @@ import time
 import zipfile
 from pathlib import Path
 
-import gmalg
 import pytest
 
 from core.blobstore import BlobCorrupted, BlobNotFound, BlobStore, StagedBlobs
 
+from .conftest import sm3_independent
+
 DAY = 86_400
 
 
-def _sm3(data: bytes) -> str:
-    h = gmalg.SM3()
-    h.update(data)
-    return bytes(h.value()).hex()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    return BlobStore(tmp_path / "blobs")
 
 
 def _packs(store: BlobStore) -> list[Path]:
@@ -47,7 +39,7 @@ def _age(path: Path, seconds: float) -> None:
 def test_a_group_goes_into_one_pack_readable_by_any_zip_reader(store: BlobStore) -> None:
     blobs = [f"sealed document {i}".encode() * (i + 1) for i in range(20)]
     ids = _stage(store, blobs)
-    assert ids == [_sm3(b) for b in blobs]
+    assert ids == [sm3_independent(b) for b in blobs]
     (pack,) = _packs(store)
     assert not any(store.path(i).exists() for i in ids)  # no loose file per blob
     for blob_id, data in zip(ids, blobs, strict=True):
@@ -69,7 +61,7 @@ def test_another_store_finds_packs_written_after_it_looked(store: BlobStore) -> 
     second = _stage(store, [b"two"])[0]  # written after the reader indexed
     assert reader.get(second) == b"two"
     with pytest.raises(BlobNotFound):
-        reader.get(_sm3(b"never stored"))
+        reader.get(sm3_independent(b"never stored"))
 
 
 def test_a_flipped_byte_in_a_pack_is_caught_on_read(store: BlobStore) -> None:
@@ -142,10 +134,10 @@ def test_a_discarded_or_crashed_pack_leaves_nothing_readable(store: BlobStore) -
 
     # A crash while a pack is written: the temporary file is not a pack and is swept when old.
     writer = store.new_pack()
-    writer.add(_sm3(b"half"), b"half")
+    writer.add(sm3_independent(b"half"), b"half")
     (temporary,) = (store.root / ".tmp").iterdir()
     del writer  # the process dies: no install
-    assert not store.exists(_sm3(b"half"))
+    assert not store.exists(sm3_independent(b"half"))
     _age(temporary, 2 * DAY)
     assert store.sweep(set, older_than=dt.timedelta(days=1)).temporaries == 1
 
@@ -155,8 +147,8 @@ def test_foreign_files_in_the_pack_directory_are_ignored(store: BlobStore) -> No
     (store.pack_dir / "README").write_text("not a pack")
     (store.pack_dir / ("0" * 32 + ".zip")).write_bytes(b"PK\x03\x04 broken")
     fresh = BlobStore(store.root)
-    assert fresh.get(_sm3(b"real")) == b"real"
-    assert sorted(fresh.ids()) == [_sm3(b"real")]
+    assert fresh.get(sm3_independent(b"real")) == b"real"
+    assert sorted(fresh.ids()) == [sm3_independent(b"real")]
     report = fresh.sweep(set, older_than=dt.timedelta(seconds=0), now=time.time() + 2 * DAY)
     assert report.removed == 1  # the real, unreferenced pack; the broken file is left alone
     assert (store.pack_dir / ("0" * 32 + ".zip")).exists() and (store.pack_dir / "README").exists()

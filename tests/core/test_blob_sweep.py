@@ -5,18 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from pathlib import Path
-
-import pytest
 
 from core.blobstore import BlobStore
 
 DAY = 86_400
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    return BlobStore(tmp_path / "blobs")
 
 
 def _age(store: BlobStore, blob_id: str, seconds: float) -> None:

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
-import gmalg
 import pytest
 
 from core.blobstore import BlobCorrupted, BlobNotFound, BlobStore
 from core.errors import InputTooLarge, InvalidInput
 
-
-def _sm3(data: bytes) -> str:
-    h = gmalg.SM3()
-    h.update(data)
-    return bytes(h.value()).hex()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    return BlobStore(tmp_path / "blobs")
+from .conftest import sm3_independent
 
 
 def test_round_trip_is_keyed_by_sm3_and_sharded(store: BlobStore) -> None:
     data = "电子印章 blob".encode() * 10
     blob_id = store.put(data)
-    assert blob_id == _sm3(data)
+    assert blob_id == sm3_independent(data)
     assert store.path(blob_id) == store.root / blob_id[:2] / blob_id[2:4] / blob_id
     assert store.exists(blob_id)
     assert store.get(blob_id) == data
@@ -40,13 +29,13 @@ def test_round_trip_is_keyed_by_sm3_and_sharded(store: BlobStore) -> None:
 def test_stream_spanning_chunks(store: BlobStore) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     blob_id = store.put_stream(io.BytesIO(data))
-    assert blob_id == _sm3(data)
+    assert blob_id == sm3_independent(data)
     assert store.get(blob_id) == data
 
 
 def test_empty_blob(store: BlobStore) -> None:
     blob_id = store.put(b"")
-    assert store.get(blob_id) == b"" and blob_id == _sm3(b"")
+    assert store.get(blob_id) == b"" and blob_id == sm3_independent(b"")
 
 
 def test_size_limit_leaves_nothing_behind(store: BlobStore) -> None:
@@ -76,7 +65,7 @@ def test_corruption_is_detected_and_repaired_by_a_new_put(store: BlobStore) -> N
 
 
 def test_missing_blob(store: BlobStore) -> None:
-    missing = _sm3(b"never stored")
+    missing = sm3_independent(b"never stored")
     assert not store.exists(missing)
     with pytest.raises(BlobNotFound):
         store.get(missing)
