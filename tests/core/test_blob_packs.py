@@ -152,3 +152,14 @@ def test_foreign_files_in_the_pack_directory_are_ignored(store: BlobStore) -> No
     report = fresh.sweep(set, older_than=dt.timedelta(seconds=0), now=time.time() + 2 * DAY)
     assert report.removed == 1  # the real, unreferenced pack; the broken file is left alone
     assert (store.pack_dir / ("0" * 32 + ".zip")).exists() and (store.pack_dir / "README").exists()
+
+
+def test_a_damaged_loose_copy_is_served_from_a_good_packed_one(store: BlobStore) -> None:
+    data = b"stored loose first, then again in a batch group" * 20
+    blob_id = store.put(data)
+    loose = store.path(blob_id)
+    loose.write_bytes(data[:-1])  # truncated on disk
+    assert _stage(store, [data]) == [blob_id]  # the damaged loose copy is not reused: packed
+    assert store.get(blob_id) == data
+    with store.open(blob_id) as handle:
+        assert handle.read() == data
