@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import json
@@ -9,6 +10,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,6 +102,34 @@ def test_json_report_of_a_region_signature(live_server: LiveServer, region: Regi
     assert (
         seal.status_code == 200 and seal.json()["format"] == "seal" and seal.json()["indication"] == "PASSED"
     )
+
+
+def test_small_inputs_are_verified_on_the_event_loop_large_ones_in_a_thread(
+    live_server: LiveServer, region: RegionSeal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small verification runs on the server's event loop (no thread hop, no GIL hand-off); one
+    over ``INLINE_VERIFY_BYTES`` runs in a worker thread so the loop keeps serving. Same verdict."""
+    from api.routes import verify as route
+    from verify import verify_bytes as real
+
+    on_loop: list[bool] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(route, "verify_bytes", recording)
+    signature = region.sign()
+    with live_server.client() as c:
+        small = _post(c, signature, DATA).json()
+        monkeypatch.setattr(route, "INLINE_VERIFY_BYTES", len(signature) - 1)
+        large = _post(c, signature, DATA).json()
+    assert small["indication"] == large["indication"] == "PASSED"
+    assert on_loop == [True, False]
 
 
 def test_cancellation_and_validation_time(live_server: LiveServer, region: RegionSeal) -> None:
