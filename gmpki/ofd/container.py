@@ -43,6 +43,8 @@ _CACHE_LIMIT: Final = 4 * MIB  # entries up to this size stay in memory once rea
 _SUPPORTED_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FLAG_ENCRYPTED: Final = 0x1
+_FLAG_PATCHED: Final = 0x20
+_FLAG_STRONG_ENCRYPTION: Final = 0x40
 _FLAG_UTF8: Final = 0x800
 _LOCAL_HEADER: Final = struct.Struct("<4s5H3L2H")  # PKWARE APPNOTE 4.3.7
 _CENTRAL_HEADER: Final = struct.Struct("<4s6H3L5H2L")  # 4.3.12
@@ -191,6 +193,23 @@ def _declared_entry_count(data: bytes) -> int | None:
     return count
 
 
+def _inflated(data: bytes, declared: int) -> Iterator[bytes]:
+    """Raw deflate ``data`` inflated in blocks of at most :data:`_CHUNK` bytes (so a bomb is caught
+    by the caller's limits after one block), never more than one byte past the ``declared`` size
+    (the caller refuses that byte); EOFError if the stream does not end."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending = data
+    left = declared + 1
+    while not inflater.eof and left > 0:
+        block = inflater.decompress(pending, min(_CHUNK, left))
+        pending = inflater.unconsumed_tail
+        if block:
+            left -= len(block)
+            yield block
+        elif not pending:
+            raise EOFError("the deflate stream ends early")
+
+
 def is_zip(data: bytes) -> bool:
     """Whether ``data`` looks like a ZIP archive (local header or an empty archive's end record)."""
     return data[:4] in (b"PK\x03\x04", b"PK\x05\x06")
@@ -238,8 +257,13 @@ class OfdPackage:
             key = name.rstrip("/")
             if key in self._infos or key in self._directories:
                 raise MalformedData(f"压缩包条目重复：{name}", f"duplicate ZIP entry {name}")
-            if info.flag_bits & _FLAG_ENCRYPTED:
+            if info.flag_bits & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION):
                 raise MalformedData(f"压缩包条目已加密：{name}", f"encrypted ZIP entry {name}")
+            if info.flag_bits & _FLAG_PATCHED:
+                raise MalformedData(
+                    f"压缩包条目 {name} 为补丁数据（不支持）",
+                    f"ZIP entry {name} holds patch data (unsupported)",
+                )
             if name.endswith("/"):
                 if info.file_size or info.compress_size > 2:  # an empty deflate stream is 2 bytes
                     raise MalformedData(f"目录条目 {name} 含有数据", f"directory entry {name} carries data")
@@ -257,6 +281,14 @@ class OfdPackage:
             self._order.append((name, info))
         if declared_total > self.limits.max_total_size:
             raise self._total_too_large(declared_total)
+        # Each entry's stored bytes must end before the next local header (or the central
+        # directory): entries sharing bytes are the overlapping-ZIP bomb (zipfile >= 3.12 refuses
+        # them too).
+        self._end_offsets: dict[str, int] = {}
+        bound = self._zip.start_dir
+        for info in sorted(self._infos.values(), key=lambda i: i.header_offset, reverse=True):
+            self._end_offsets[check_entry_name(_decoded_name(info))] = bound
+            bound = info.header_offset
         self._inflated: dict[str, int] = {}
         self._cache: dict[str, bytes] = {}
         self._digests: dict[tuple[str, str], bytes] = {}
@@ -336,19 +368,33 @@ class OfdPackage:
         return info
 
     def chunks(self, name: str) -> Iterator[bytes]:
-        """The entry's bytes, inflated in bounded chunks and counted against every limit."""
+        """The entry's bytes, inflated in bounded chunks and counted against every limit; the
+        inflated size and CRC-32 must be those the central directory declares."""
         info = self._info(name)
+        entry = self.stored_entry(name)
         produced = 0
+        crc = 0
         try:
-            with self._zip.open(info) as stream:
-                while True:
-                    block = stream.read(_CHUNK)
-                    if not block:
-                        break
-                    produced += len(block)
-                    self._charge(name, produced, info.compress_size)
-                    yield block
-            self._verified.add(name)  # zipfile checks the CRC when the stream ends
+            if entry.method == zipfile.ZIP_STORED:
+                if len(entry.data) != info.file_size:
+                    raise zipfile.BadZipFile("stored size differs from the declared size")
+                blocks: Iterator[bytes] = (
+                    entry.data[i : i + _CHUNK] for i in range(0, len(entry.data), _CHUNK)
+                )
+            else:
+                blocks = _inflated(entry.data, info.file_size)
+            for block in blocks:
+                produced += len(block)
+                if produced > info.file_size:
+                    raise zipfile.BadZipFile(f"inflates past its declared size of {info.file_size} bytes")
+                self._charge(name, produced, info.compress_size)
+                crc = zlib.crc32(block, crc)
+                yield block
+            if produced != info.file_size:
+                raise zipfile.BadZipFile(f"inflated to {produced} bytes, declared {info.file_size}")
+            if crc != info.CRC:
+                raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
+            self._verified.add(name)
         except _ZIP_ERRORS as exc:
             raise MalformedData(
                 f"无法读取包内文件 {name}：{_brief(exc)}",
@@ -393,8 +439,9 @@ class OfdPackage:
 
     def stored_entry(self, name: str) -> StoredEntry:
         """The entry as stored: method, CRC-32, size and the compressed bytes, taken where a ZIP
-        reader takes them (after the local header). Not inflated and not checked here: compare
-        them, or :meth:`read` the entry first."""
+        reader takes them (after the local header, whose name must be the central directory's,
+        and before the next entry: overlapping entries are refused). Not inflated and not checked
+        here: compare them, or :meth:`read` the entry first."""
         info = self._info(name)
         offset = info.header_offset
         try:
@@ -407,10 +454,25 @@ class OfdPackage:
             raise MalformedData(
                 f"包内文件 {name} 的本地文件头损坏", f"the local header of {name} is damaged", name=name
             )
-        start = offset + _LOCAL_HEADER.size + header[9] + header[10]
+        name_start = offset + _LOCAL_HEADER.size
+        start = name_start + header[9] + header[10]
         end = start + info.compress_size
         if end > len(self._data):
             raise MalformedData(f"包内文件 {name} 被截断", f"{name} is truncated in the package", name=name)
+        if end > self._end_offsets[name]:
+            raise MalformedData(
+                f"包内文件 {name} 与其他条目重叠（疑似压缩炸弹）",
+                f"{name} overlaps another entry of the package (a ZIP bomb?)",
+                name=name,
+            )
+        local_name = self._data[name_start : name_start + header[9]]
+        # As zipfile compares them: by the local header's UTF-8 flag, else CP437.
+        if local_name.decode("utf-8" if header[2] & _FLAG_UTF8 else "cp437", "replace") != info.orig_filename:
+            raise MalformedData(
+                f"包内文件 {name} 的本地文件头与目录中的名称不同",
+                f"the local header of {name} names another file than the central directory",
+                name=name,
+            )
         return StoredEntry(info.compress_type, info.CRC, info.file_size, self._data[start:end])
 
     # -- writing --

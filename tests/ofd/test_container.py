@@ -151,11 +151,12 @@ def test_zip_bomb_is_refused_before_inflating() -> None:
 
 
 def test_lying_size_header_cannot_inflate_more_than_declared() -> None:
-    # The header claims 1000 bytes; the stream holds 4 MiB. Reading stops at the claim, the CRC fails.
+    # The header claims 1000 bytes; the stream holds 4 MiB. Reading stops one byte past the claim.
     data = set_declared_size(make_zip([("OFD.xml", b"A" * (4 * 1024 * 1024))]), 1000)
     pkg = OfdPackage(data)
-    with pytest.raises(MalformedData, match="CRC"):
+    with pytest.raises(MalformedData, match="past its declared size of 1000 bytes"):
         pkg.read("OFD.xml")
+    assert pkg._inflated.get("OFD.xml", 0) <= 1001
 
 
 def test_corrupted_entry_is_a_typed_error() -> None:
@@ -164,6 +165,53 @@ def test_corrupted_entry_is_a_typed_error() -> None:
     pkg = OfdPackage(bytes(data))
     with pytest.raises(MalformedData):
         pkg.read("OFD.xml")
+
+
+def test_entry_read_checks_crc_and_declared_size_whatever_the_method() -> None:
+    for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        good = make_zip([("OFD.xml", b"<OFD>" + b"x" * 200 + b"</OFD>")], method=method)
+        assert OfdPackage(good).read("OFD.xml").startswith(b"<OFD>")
+        crc_at = good.rfind(b"PK\x01\x02") + 16
+        bad_crc = bytearray(good)
+        bad_crc[crc_at] ^= 0x01
+        with pytest.raises(MalformedData, match="CRC"):
+            OfdPackage(bytes(bad_crc)).read("OFD.xml")
+        with pytest.raises(MalformedData, match=r"declared|past"):
+            OfdPackage(set_declared_size(good, 100)).read("OFD.xml")
+
+
+def test_truncated_deflate_stream_is_a_typed_error() -> None:
+    data = bytearray(make_zip([("OFD.xml", bytes(range(256)) * 40)]))
+    central = data.rfind(b"PK\x01\x02")
+    (compressed,) = struct.unpack_from("<I", data, central + 20)
+    # Both headers say the stream is 40 bytes shorter: the reader sees a deflate stream that stops.
+    struct.pack_into("<I", data, 18, compressed - 40)
+    struct.pack_into("<I", data, central + 20, compressed - 40)
+    pkg = OfdPackage(bytes(data))
+    with pytest.raises(MalformedData, match=r"ends early|CRC|declared"):
+        pkg.read("OFD.xml")
+
+
+def test_overlapping_entries_are_refused() -> None:
+    # Two central directory records pointing at one local header: the overlapping-ZIP bomb shape.
+    data = bytearray(make_zip([("a.xml", b"<a/>" * 100), ("b.xml", b"<b/>" * 100)]))
+    central = data.rfind(b"PK\x01\x02")  # b.xml's record
+    struct.pack_into("<I", data, central + 42, 0)  # its local header offset: a.xml's
+    pkg = OfdPackage(bytes(data))
+    with pytest.raises(MalformedData):
+        pkg.read("b.xml")
+
+
+def test_local_header_naming_another_file_is_refused() -> None:
+    data = bytearray(make_zip([("OFD.xml", b"<OFD/>")]))
+    data[30:37] = b"EVIL.xm"  # the local header's name, not the central directory's
+    with pytest.raises(MalformedData, match="local header"):
+        OfdPackage(bytes(data)).read("OFD.xml")
+
+
+def test_patched_data_entries_are_rejected() -> None:
+    with pytest.raises(MalformedData, match="patch"):
+        OfdPackage(set_flags(make_zip([("OFD.xml", b"x")]), 0x20))
 
 
 def test_limits_entries_total_and_entry_size() -> None:
