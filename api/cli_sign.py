@@ -457,8 +457,9 @@ def batch_run(
         out.print(f"任务 job {name} ({job_id})", markup=False)
         res = WorkerResources(ctx.settings, ctx.sessions, ctx.keystore, ctx.blobs)
         columns = (TextColumn("签章 sealing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        # No auto-refresh: its thread would make the batch pool spawn its processes instead of
-        # forking them (see signer.batch.pool_context); the bar is redrawn after every group.
+        # No auto-refresh: its thread would make the batch pool start its processes from a fork
+        # server instead of forking this one (see signer.batch.pool_context); the bar is redrawn
+        # after every group.
         with Progress(*columns, console=out, transient=False, auto_refresh=False) as bar:
             task = bar.add_task("batch", total=None)
 

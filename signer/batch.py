@@ -17,15 +17,16 @@ see there for what happens where. A run can stop at any point (``kill -9`` inclu
 groups are done, the others are still pending, and the next run takes up exactly those.
 
 Parallelism: groups are spread over a pool of processes (the SM2 backend holds the GIL), forked
-where that is safe and spawned otherwise (:func:`pool_context`), each with its own engine, key
-store and blob store opened from the settings. Jobs with at most ``inline_below`` pending items
-run inline in the calling thread instead, which saves the processes' start-up (about a second
-when they are spawned); for larger jobs the caller seals groups itself while the pool starts,
-until a pool process has finished one (:func:`_run_in_pool`: groups are handed to
-the pool a few at a time, so a group is either the pool's or the caller's). The processes prepare
-and sign concurrently on either backend; on SQLite, which has one writer at a time, they take
-turns only for a group's two short transactions (authorise; authorise again and record), so other
-writers (API requests) find the write lock free most of the time.
+where that is safe and from a fork server otherwise (:func:`pool_context`), each with its own
+engine, key store and blob store opened from the settings. Jobs with at most ``inline_below``
+pending items run inline in the calling thread instead, which saves the processes' start-up (the key
+store opening, and a second or so for the fork server's first start); for larger jobs the caller
+seals groups itself while the pool starts, until a pool process has finished one
+(:func:`_run_in_pool`: groups are handed to the pool a few at a time, so a group is either the
+pool's or the caller's). The processes prepare and sign concurrently on either backend; on SQLite,
+which has one writer at a time, they take turns only for a group's two short transactions
+(authorise; authorise again and record), so other writers (API requests) find the write lock free
+most of the time.
 
 Groups (``group_size`` items per transaction, default 64) amortise the commit, the file-system sync,
 the authorisation and the audit head move; ``bench/sign.py --compare-groups 1,4,16,64`` measures
@@ -562,26 +563,39 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# What the fork server imports before forking workers: the worker module and, through it, the
+# service (SQLAlchemy models, gmpki, the key stores). Importing opens no database, key store or
+# PKCS#11 library; pool_initializer does that in each worker.
+FORKSERVER_PRELOAD: Final = ["signer.batch_worker"]
+
+
 def pool_context(res: WorkerResources) -> BaseContext:
-    """How pool processes start: ``fork`` where that is safe, else ``spawn``.
+    """How pool processes start: ``fork`` where that is safe, else ``forkserver``, else ``spawn``.
 
     A spawned process imports the service afresh (0.5–0.9 s of CPU each, on the cores the job
     needs: about a third of a 2,000-document job's CPU in ``bench/sign.py``); a forked one starts
-    from the caller's loaded modules at no cost. Forking is safe only when (1) the caller runs no
+    from the caller's loaded modules at no cost. Forking the caller is safe only when (1) it runs no
     other thread, so no lock can be held by a thread the child does not have (the CLI and the
-    bench; the API server runs jobs in a thread of a threaded process, so it spawns), and (2) the
-    key store is the soft one: a PKCS#11 library must be initialised anew in a child, which a
-    fork does not do. The child never touches what it inherited: :func:`pool_initializer` opens
-    its own engine, key store and blob store, and a forked worker leaves through ``os._exit``.
-    SM2 nonces come from the kernel on every signature (GmSSL reads ``/dev/urandom`` each time),
-    so forked workers share no random state (``tests/batch`` checks their signatures differ).
+    bench), and (2) the key store is the soft one: a PKCS#11 library must be initialised anew in a
+    child, which a fork does not do. The child never touches what it inherited:
+    :func:`pool_initializer` opens its own engine, key store and blob store, and a forked worker
+    leaves through ``os._exit``. SM2 nonces come from the kernel on every signature (GmSSL reads
+    ``/dev/urandom`` each time), so forked workers share no random state (``tests/batch`` checks
+    their signatures differ).
+
+    Otherwise (the API server runs jobs in a thread of a threaded process; a PKCS#11 key store)
+    workers are forked from a fork server: a fresh single-threaded interpreter, started once per
+    process, that has imported the batch worker (:data:`FORKSERVER_PRELOAD`) but opened nothing,
+    so every later job's workers start in milliseconds instead of importing the service again.
+    ``spawn`` remains where there is no fork (Windows).
     """
-    if (
-        "fork" in multiprocessing.get_all_start_methods()
-        and threading.active_count() == 1
-        and res.settings.keystore == "soft"
-    ):
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1 and res.settings.keystore == "soft":
         return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)
+        return context
     return multiprocessing.get_context("spawn")
 
 
