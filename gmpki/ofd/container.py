@@ -112,6 +112,10 @@ def _check_segments(name: str, original: str) -> str:
     return name
 
 
+# Both name functions are pure and see the same few names again and again (every document of a
+# batch, every verification of one producer's files); the caches are bounded, and a refusal,
+# being an exception, is never cached.
+@functools.lru_cache(maxsize=4096)
 def check_entry_name(name: str) -> str:
     """Validate a ZIP entry name as stored (file entries; a trailing ``/`` marks a directory).
 
@@ -125,6 +129,7 @@ def check_entry_name(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=4096)
 def resolve_loc(loc: str, base: str | None = None) -> str:
     """Resolve an OFD ST_Loc to a package entry name (no leading slash).
 
