@@ -20,6 +20,7 @@ from core.audit import AuditEntry
 from core.tokens import Role
 from gmpki.sm3 import sm3_hex
 from seal_registry.pki import CertRole, certificate_of, current_certificate
+from signer.batch import INLINE_BELOW
 from tests.api.conftest import LiveServer
 from tests.registry.conftest import PICTURE, uscc
 from verify import FileTrustSource, Indication, verify_bytes
@@ -191,3 +192,30 @@ def test_batch_over_http(live_server: LiveServer, helloworld: bytes) -> None:
         _problem(c.post("/v1/batch", json={"es_id": seal_a}), 403, "permission_denied")
     with live_server.client() as c:
         assert c.get(f"/v1/batch/{job_id}").status_code == 401
+
+
+def test_job_above_the_inline_limit_runs_in_a_pool_for_the_server(
+    live_server: LiveServer, helloworld: bytes
+) -> None:
+    """The server runs jobs in a thread of its (threaded) process, so a job too large to run inline
+    gets its pool from the fork server; every item is sealed once and verifies."""
+    officer = live_server.token(Role.SEAL_OFFICER)
+    with live_server.client(officer) as c:
+        department = _department(c, 3)
+        es_id = _issued_seal(c, department)
+    signer = live_server.token(Role.DEPARTMENT_SIGNER, department_id=department)
+    with live_server.ctx.sessions() as s:
+        trust = FileTrustSource((certificate_of(current_certificate(s, CertRole.ROOT)),))
+    count = INLINE_BELOW + 6
+    docs = {f"pool-{n}.ofd": licence_ofd(helloworld, 200 + n) for n in range(count)}
+    with live_server.client(signer) as c:
+        items = [{"key": k, "data_base64": _b64(v)} for k, v in docs.items()]
+        job_id = _ok(c.post("/v1/batch", json={"es_id": es_id, "items": items}), 201)["id"]
+        _ok(c.post(f"/v1/batch/{job_id}/run", json={"workers": 2}), 202)
+        finished = _wait(c, job_id)
+        assert finished["progress"] == {"total": count, "pending": 0, "done": count, "failed": 0}
+        results = _ok(c.get(f"/v1/batch/{job_id}/results"))["items"]
+        assert len({i["output_sm3"] for i in results}) == count
+        for item in results[:: count // 5]:
+            r = c.get(f"/v1/batch/{job_id}/items/{item['key']}/output")
+            assert verify_bytes(r.content, trust=trust).indication is Indication.PASSED
