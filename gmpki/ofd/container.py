@@ -291,8 +291,9 @@ class OfdPackage:
         # them too).
         self._end_offsets: dict[str, int] = {}
         bound = self._zip.start_dir
-        for info in sorted(self._infos.values(), key=lambda i: i.header_offset, reverse=True):
-            self._end_offsets[check_entry_name(_decoded_name(info))] = bound
+        for name, info in sorted(self._order, key=lambda entry: entry[1].header_offset, reverse=True):
+            if not name.endswith("/"):  # directories bound the files before them, nothing more
+                self._end_offsets[name] = bound
             bound = info.header_offset
         self._inflated: dict[str, int] = {}
         self._cache: dict[str, bytes] = {}

@@ -317,3 +317,12 @@ def test_write_package_round_trip_and_name_checks() -> None:
         write_package([("../x", b"")])
     with pytest.raises(MalformedData):
         write_package([("a", b""), ("a", b"")])
+
+
+def test_a_file_may_not_run_into_the_directory_entry_after_it() -> None:
+    data = bytearray(make_zip([("a.xml", b"<a/>" * 50), ("Doc_0/", b""), ("b.xml", b"<b/>")]))
+    central = data.find(b"PK\x01\x02")  # a.xml's record: claim 10 more stored bytes than it has
+    (compressed,) = struct.unpack_from("<I", data, central + 20)
+    struct.pack_into("<I", data, central + 20, compressed + 10)
+    with pytest.raises(MalformedData, match="overlaps"):
+        OfdPackage(bytes(data)).read("a.xml")
