@@ -54,8 +54,8 @@ def test_fork_only_from_a_single_threaded_caller_with_the_soft_key_store(
     assert pool_context(soft).get_start_method() == "spawn"
 
 
-def _pid(_: int) -> int:
-    return os.getpid()
+def _parent_pid(_: int) -> int:
+    return os.getppid()
 
 
 _INHERITED: list[sm2.SM2PrivateKey] = []  # the parent's key, as a forked worker finds it
@@ -104,12 +104,13 @@ def test_fork_server_workers_seal_for_a_threaded_caller(env: BatchEnv, helloworl
         ) as pool:
             futures = [pool.submit(pool_task, job_id, ids[i::2], SIGNER) for i in range(2)]
             results = [f.result(timeout=120) for f in futures]
-            pids = set(pool.map(_pid, range(4)))
+            parents = set(pool.map(_parent_pid, range(4)))
     finally:
         stop.set()
         other.join()
     assert sum(r.done for r in results) == 6 and not any(r.failed for r in results)
-    assert os.getpid() not in pids
+    # Forked by the fork server, not by this process (as fork or spawn would have made them).
+    assert parents and os.getpid() not in parents
     trust = env.trust()
     with env.reg.sessions() as s:
         for r in job_results(s, job_id):
